@@ -1,0 +1,66 @@
+"""Fields every adapter kind shares, and their validation.
+
+Each kind's config is a dataclass that adds its own fields; `__post_init__` raises a one-line
+`ConfigError` naming the field, so a bad setting fails before any model is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from mhmoe.errors import ConfigError
+
+# The research adapts the MLP projections of every decoder layer (Llama/Qwen/Gemma/Mistral names).
+DEFAULT_TARGET_MODULES = ("gate_proj", "up_proj", "down_proj")
+
+
+def check_positive(kind: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
+    """Raise unless `value` is a (non-negative if allow_zero, else positive) number."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{kind} config: field '{name}' must be a number {bound}, got {value!r}")
+
+
+def check_int(kind: str, name: str, value: Any, *, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{kind} config: field '{name}' must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass
+class AdapterConfig:
+    """Fields shared by all adapter kinds."""
+
+    kind: ClassVar[str] = "adapter"
+
+    rank: int = 8
+    """Rank r of each low-rank update (per expert for the MoE kinds)."""
+    alpha: float = 16.0
+    """The update is scaled by alpha / rank, as in LoRA."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input (never on the router's)."""
+    target_modules: list[str] | str = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+    """PEFT-style: a list of module-name suffixes, or one regular expression matched against the full name."""
+
+    def __post_init__(self) -> None:
+        check_int(self.kind, "rank", self.rank)
+        check_positive(self.kind, "alpha", self.alpha)
+        check_positive(self.kind, "dropout", self.dropout, allow_zero=True)
+        if self.dropout >= 1:
+            raise ConfigError(f"{self.kind} config: field 'dropout' must be < 1, got {self.dropout!r}")
+        targets = self.target_modules
+        if isinstance(targets, tuple):
+            self.target_modules = targets = list(targets)
+        if not targets or not (isinstance(targets, str) or all(isinstance(t, str) and t for t in targets)):
+            raise ConfigError(
+                f"{self.kind} config: field 'target_modules' must be a non-empty list of names or a regex string, "
+                f"got {targets!r}"
+            )
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
