@@ -1,0 +1,47 @@
+"""Pure functions over the score matrix R (0-based): R[i][j] is the score on task j after training
+through task i, for a stream of n tasks (an n x n matrix).
+
+OP  = mean of the last row (overall performance after the whole stream).
+BWT = mean over i < n-1 of (R[n-1][i] - R[i][i]); negative means forgetting, as in the research's tables.
+FWT = mean over i >= 1 of (R[i-1][i] - base[i]): what earlier tasks did for a task before it was trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Matrix = Sequence[Sequence[float]]
+
+
+def _square(R: Matrix) -> int:
+    n = len(R)
+    if n == 0:
+        raise ValueError("score matrix R is empty")
+    for i, row in enumerate(R):
+        if len(row) != n:
+            raise ValueError(f"score matrix R must be square: row {i} has {len(row)} entries, expected {n}")
+    return n
+
+
+def op(R: Matrix) -> float:
+    """Overall performance: the mean score over all tasks after training on the last."""
+    n = _square(R)
+    return sum(R[n - 1]) / n
+
+
+def bwt(R: Matrix) -> float:
+    """Backward transfer: how much training later tasks changed earlier ones (0 for a single task)."""
+    n = _square(R)
+    if n == 1:
+        return 0.0
+    return sum(R[n - 1][i] - R[i][i] for i in range(n - 1)) / (n - 1)
+
+
+def fwt(R: Matrix, base: Sequence[float]) -> float:
+    """Forward transfer against `base[j]`, the score of the untrained model on task j (0 for a single task)."""
+    n = _square(R)
+    if len(base) != n:
+        raise ValueError(f"base scores have {len(base)} entries, expected {n} (one per task)")
+    if n == 1:
+        return 0.0
+    return sum(R[i - 1][i] - base[i] for i in range(1, n)) / (n - 1)
