@@ -124,3 +124,21 @@ def tiny_model(
     )
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config).eval()
+
+
+def tiny_tokenizer(corpus: list[str] | None = None, vocab: int = 256):
+    """A byte-level BPE tokenizer trained in memory (well under a second), to pair with `tiny_model`.
+
+    Its ids fit `tiny_model(vocab=256)`; pad and EOS are the special tokens '<pad>' and '<eos>'.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(corpus or ["Answer: A B C 0 1 2 3 4 5 6 7 8 9 the a of"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>")

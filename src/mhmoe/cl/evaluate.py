@@ -1,0 +1,60 @@
+"""Score a model on a task: batched greedy generation with the KV cache, then the task's scorer.
+
+Greedy decoding is deterministic, so a score depends only on the weights. Scores are on 0-100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from mhmoe.data.collate import prompt_batch
+from mhmoe.data.trace import Task
+from mhmoe.metrics.text import mean_score
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    max_prompt_tokens: int = 512,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy continuations of `prompts` (new text only, special tokens dropped, stripped)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="generate", disable=not progress, leave=False):
+        batch = {
+            k: v.to(device)
+            for k, v in prompt_batch(tokenizer, prompts[start : start + batch_size], max_prompt_tokens).items()
+        }
+        tokens = model.generate(
+            **batch,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            use_cache=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new = tokens[:, batch["input_ids"].shape[1] :]
+        outputs += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    model.train(was_training)
+    return outputs
+
+
+def score_task(model, tokenizer, task: Task, split: str = "test", **kwargs) -> tuple[float, list[str]]:
+    """The task's score on `split` and the generations it was computed from."""
+    examples = task.split(split)
+    predictions = generate(
+        model, tokenizer, [e.prompt for e in examples], max_new_tokens=task.max_new_tokens, **kwargs
+    )
+    return mean_score(task.scorer, predictions, [e.answer for e in examples]), predictions
