@@ -130,3 +130,18 @@ def test_config_with_unknown_field_or_kind_is_refused(saved_adapter):
 def test_missing_folder(tmp_path):
     with pytest.raises(mhmoe.AdapterFileError, match="adapter_config.json: not found"):
         mhmoe.load_adapter(tiny_model(), tmp_path / "nowhere")
+
+
+def test_wrong_tensors_in_valid_file_leave_unattached_model_untouched(saved_adapter):
+    from safetensors.torch import load_file, save_file
+
+    path = saved_adapter / "adapter_model.safetensors"
+    tensors = load_file(path)
+    name = next(iter(tensors))
+    tensors[name] = torch.zeros(1)
+    save_file(tensors, path)
+    model = tiny_model()
+    with pytest.raises(mhmoe.AdapterFileError, match="tensors do not fit this model"):
+        mhmoe.load_adapter(model, saved_adapter)
+    assert getattr(model, "mhmoe_config", None) is None
+    assert not any(hasattr(m, "base_layer") for m in model.modules())

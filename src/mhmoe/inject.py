@@ -160,6 +160,18 @@ def _check_compatible(model: nn.Module, config: AdapterConfig, meta: dict[str, A
         raise AdapterFileError(f"{path}: adapted modules do not match this model ({len(diff)} differ; {shown})")
 
 
+def _adapter_shapes(model: nn.Module, config: AdapterConfig) -> dict[str, torch.Size]:
+    """The adapter tensors `config` gives this model, by full name, without changing the model."""
+    if getattr(model, "mhmoe_config", None) is not None:
+        return {n: p.shape for n, p in adapter_parameters(model).items()}
+    return {
+        f"{name}.{param_name}": param.shape
+        for name, linear in find_targets(model, config.target_modules).items()
+        for param_name, param in build_layer(config, linear).named_parameters()
+        if param_name.startswith(ADAPTER_PREFIX)
+    }
+
+
 def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     """Attach the saved adapter (if the model has none yet) and restore its tensors exactly.
 
@@ -176,16 +188,17 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as err:
         raise AdapterFileError(f"{weights_path}: cannot be read as safetensors ({err})") from None
-    if attached is None:
-        attach(model, config)
-    params = adapter_parameters(model)
-    bad = sorted(set(params) ^ set(tensors)) + sorted(
-        n for n in set(params) & set(tensors) if params[n].shape != tensors[n].shape
+    expected = _adapter_shapes(model, config)
+    bad = sorted(set(expected) ^ set(tensors)) + sorted(
+        n for n in set(expected) & set(tensors) if expected[n] != tensors[n].shape
     )
     if bad:
         raise AdapterFileError(
             f"{weights_path}: tensors do not fit this model ({len(bad)} mismatched, e.g. {bad[:3]})"
         )
+    if attached is None:
+        attach(model, config)
+    params = adapter_parameters(model)
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(tensors[name])
