@@ -8,13 +8,14 @@ rank-H*r update per token.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from torch import nn
 
 from mhmoe.adapters import AdapterConfig, LoRAMoEConfig
 from mhmoe.errors import ConfigError
-from mhmoe.inject import adapter_parameters, find_targets
+from mhmoe.inject import adapter_parameters, module_shapes
 
 
 def activated_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
@@ -24,6 +25,11 @@ def activated_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
         router = d_in * config.experts
         return router + heads * config.top_k * config.rank * (d_in // heads + d_out)
     return config.rank * (d_in + d_out)
+
+
+def _activated_total(config: AdapterConfig, shapes: Iterable[list[int]]) -> int:
+    """Activated parameters of `config` summed over linears of the given [d_in, d_out] shapes."""
+    return sum(activated_parameters(config, d_in, d_out) for d_in, d_out in shapes)
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,10 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     config = getattr(model, "mhmoe_config", None)
     if config is None:
         raise ConfigError("count_parameters: model carries no mhmoe adapter; call mhmoe.attach first")
-    shapes = [(m.in_features, m.out_features) for m in find_targets(model, config.target_modules).values()]
     adapter = adapter_parameters(model)
     return ParameterCount(
         total=sum(p.numel() for p in adapter.values()),
-        activated=sum(activated_parameters(config, d_in, d_out) for d_in, d_out in shapes),
+        activated=_activated_total(config, module_shapes(model, config.target_modules).values()),
         trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         base=sum(p.numel() for n, p in model.named_parameters() if n not in adapter),
     )
@@ -59,14 +64,13 @@ def matched_rank(model: nn.Module, baseline: AdapterConfig, reference: AdapterCo
     Both configs are counted on the modules `reference.target_modules` names; activated parameters are
     affine in the rank, so the best rank is the rounded solution (at least 1).
     """
-    shapes = [(m.in_features, m.out_features) for m in find_targets(model, reference.target_modules).values()]
+    shapes = list(module_shapes(model, reference.target_modules).values())
 
-    def activated(config: AdapterConfig) -> int:
-        return sum(activated_parameters(config, d_in, d_out) for d_in, d_out in shapes)
+    def activated_at(rank: int) -> int:
+        return _activated_total(dataclasses.replace(baseline, rank=rank), shapes)
 
-    target = activated(reference)
-    at_one = activated(dataclasses.replace(baseline, rank=1))
-    per_rank = activated(dataclasses.replace(baseline, rank=2)) - at_one
-    exact = 1 + (target - at_one) / per_rank
+    target = _activated_total(reference, shapes)
+    per_rank = activated_at(2) - activated_at(1)
+    exact = 1 + (target - activated_at(1)) / per_rank
     candidates = {max(1, int(exact)), max(1, int(exact) + 1)}
-    return min(candidates, key=lambda r: (abs(activated(dataclasses.replace(baseline, rank=r)) - target), r))
+    return min(candidates, key=lambda r: (abs(activated_at(r) - target), r))

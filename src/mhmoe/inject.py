@@ -54,6 +54,11 @@ def find_targets(model: nn.Module, patterns: list[str] | str) -> dict[str, nn.Li
     return targets
 
 
+def module_shapes(model: nn.Module, patterns: list[str] | str) -> dict[str, list[int]]:
+    """[in_features, out_features] of every target linear, by module name."""
+    return {name: [m.in_features, m.out_features] for name, m in find_targets(model, patterns).items()}
+
+
 def _validate_targets(config: AdapterConfig, targets: dict[str, nn.Linear]) -> None:
     heads = getattr(config, "router_heads", 1)
     for name, linear in targets.items():
@@ -121,7 +126,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {n: p.detach().contiguous().cpu() for n, p in adapter_parameters(model).items()}
-    modules = {n: [m.in_features, m.out_features] for n, m in find_targets(model, config.target_modules).items()}
+    modules = module_shapes(model, config.target_modules)
     meta = {
         "format_version": FORMAT_VERSION,
         "config": config.to_dict(),
@@ -152,7 +157,7 @@ def _check_compatible(model: nn.Module, config: AdapterConfig, meta: dict[str, A
     model_type = _describe(model)["model_type"]
     if saved_type and model_type and saved_type != model_type:
         raise AdapterFileError(f"{path}: adapter was trained on a '{saved_type}' model, not '{model_type}'")
-    here = {n: [m.in_features, m.out_features] for n, m in find_targets(model, config.target_modules).items()}
+    here = module_shapes(model, config.target_modules)
     saved = meta["modules"]
     if here != saved:
         diff = sorted(n for n in set(here) | set(saved) if here.get(n) != saved.get(n))
