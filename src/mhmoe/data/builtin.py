@@ -15,7 +15,7 @@ import ast
 import json
 import random
 import sysconfig
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 DEFAULT_SIZES = {"train": 256, "eval": 32, "test": 48}
@@ -199,27 +199,26 @@ TASKS: dict[str, tuple[str, int, Generator | Callable[[], list[dict]]]] = {
 DEFAULT_ORDER = list(TASKS)
 
 
+def _distinct(records: Iterable[dict], total: int) -> list[dict]:
+    """The first `total` records with distinct prompts (fewer if the stream runs out)."""
+    seen, kept = set(), []
+    for record in records:
+        if record["prompt"] not in seen:
+            seen.add(record["prompt"])
+            kept.append(record)
+            if len(kept) == total:
+                break
+    return kept
+
+
 def _unique_records(name: str, total: int, rng: random.Random) -> list[dict]:
     """`total` records with distinct prompts (fewer if the task's pool is smaller), in a seeded order."""
     source = TASKS[name][2]
     if source in (_code_lines, _docstrings):
         pool = source()
         rng.shuffle(pool)
-        seen, records = set(), []
-        for record in pool:
-            if record["prompt"] not in seen:
-                seen.add(record["prompt"])
-                records.append(record)
-        return records[:total]
-    seen, records = set(), []
-    for _ in range(total * 50):
-        record = source(rng)
-        if record["prompt"] not in seen:
-            seen.add(record["prompt"])
-            records.append(record)
-            if len(records) == total:
-                break
-    return records
+        return _distinct(pool, total)
+    return _distinct((source(rng) for _ in range(total * 50)), total)
 
 
 def write_builtin(
