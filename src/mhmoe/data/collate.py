@@ -27,28 +27,30 @@ def encode(tokenizer, example: Example, max_length: int) -> tuple[list[int], lis
     return prompt + answer, [IGNORE] * len(prompt) + answer
 
 
+def _pad(rows: Sequence[list[int]], value: int, *, left: bool = False) -> torch.Tensor:
+    """Rows of token ids as one (len(rows), longest) tensor, padded with `value` on the right or left."""
+    width = max(len(row) for row in rows)
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        out[i, span] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
 def training_batch(tokenizer, examples: Sequence[Example], max_length: int) -> dict[str, torch.Tensor]:
     """Right-padded input_ids, attention_mask and labels."""
-    encoded = [encode(tokenizer, e, max_length) for e in examples]
-    width = max(len(ids) for ids, _ in encoded)
-    pad = tokenizer.pad_token_id
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, (tokens, targets) in enumerate(encoded):
-        ids[row, : len(tokens)] = torch.tensor(tokens)
-        labels[row, : len(targets)] = torch.tensor(targets)
-        mask[row, : len(tokens)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    ids, labels = zip(*(encode(tokenizer, e, max_length) for e in examples), strict=True)
+    return {
+        "input_ids": _pad(ids, tokenizer.pad_token_id),
+        "attention_mask": _pad([[1] * len(row) for row in ids], 0),
+        "labels": _pad(labels, IGNORE),
+    }
 
 
 def prompt_batch(tokenizer, prompts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
     """Left-padded prompts for generation, keeping each prompt's last `max_length` tokens."""
-    encoded = [tokenizer(p, add_special_tokens=True).input_ids[-max_length:] for p in prompts]
-    width = max(len(ids) for ids in encoded)
-    ids = torch.full((len(encoded), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, tokens in enumerate(encoded):
-        ids[row, width - len(tokens) :] = torch.tensor(tokens)
-        mask[row, width - len(tokens) :] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    ids = [tokenizer(p, add_special_tokens=True).input_ids[-max_length:] for p in prompts]
+    return {
+        "input_ids": _pad(ids, tokenizer.pad_token_id, left=True),
+        "attention_mask": _pad([[1] * len(row) for row in ids], 0, left=True),
+    }
