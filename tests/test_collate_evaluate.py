@@ -32,7 +32,9 @@ def test_truncation_drops_prompt_start_not_answer(tokenizer):
 def test_padding_sides(tokenizer):
     batch = training_batch(tokenizer, [Example("a", "b"), Example("a longer prompt", "c")], max_length=32)
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
-    assert batch["attention_mask"][0, -1] == 0 and batch["labels"][0, -1] == IGNORE  # right-padded
+    assert batch["attention_mask"][0, 0] == 0 and batch["labels"][0, 0] == IGNORE  # left-padded
+    real = int(batch["attention_mask"][0].sum())  # the unpadded row counts its positions from 0
+    assert batch["position_ids"][0, -real:].tolist() == list(range(real))
     prompts = prompt_batch(tokenizer, ["a", "a longer prompt"], max_length=32)
     assert prompts["attention_mask"][0, 0] == 0 and prompts["attention_mask"][0, -1] == 1  # left-padded
     assert prompts["input_ids"][0, 0] == tokenizer.pad_token_id

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from mhmoe.config import EvalSettings
 from mhmoe.data.collate import prompt_batch
 from mhmoe.data.trace import Task
 from mhmoe.metrics.text import mean_score
@@ -33,10 +34,9 @@ def generate(
     outputs = []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generate", disable=not progress, leave=False):
-        batch = {
-            k: v.to(device)
-            for k, v in prompt_batch(tokenizer, prompts[start : start + batch_size], max_prompt_tokens).items()
-        }
+        batch = prompt_batch(tokenizer, prompts[start : start + batch_size], max_prompt_tokens)
+        # generate() derives position ids from the attention mask itself, step by step.
+        batch = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
         tokens = model.generate(
             **batch,
             do_sample=False,
@@ -58,3 +58,21 @@ def score_task(model, tokenizer, task: Task, split: str = "test", **kwargs) -> t
         model, tokenizer, [e.prompt for e in examples], max_new_tokens=task.max_new_tokens, **kwargs
     )
     return mean_score(task.scorer, predictions, [e.answer for e in examples]), predictions
+
+
+def score_stream(
+    model, tokenizer, tasks: Sequence[Task], settings: EvalSettings, *, progress: bool, label: str = "evaluate"
+) -> list[float]:
+    """One row of R: the model's score on every task (one progress bar over the tasks)."""
+    scores = []
+    for task in tqdm(tasks, desc=label, disable=not progress, leave=False):
+        score, _ = score_task(
+            model,
+            tokenizer,
+            task,
+            split=settings.split,
+            batch_size=settings.batch_size,
+            max_prompt_tokens=settings.max_prompt_tokens,
+        )
+        scores.append(score)
+    return scores

@@ -4,7 +4,10 @@ Training: prompt and answer are tokenised separately and joined (the answer ends
 -100 on the prompt and padding, as TRACE trains, so the loss covers the answer only. Tokenising the parts
 separately makes training see exactly the token boundary that generation will continue from. A prompt too
 long for `max_length` loses its start, never the answer.
-Generation: prompts are left-padded so every row's next token comes at the same position.
+Both kinds of batch are left-padded, so every row ends at the last position: generation continues from the
+same column in every row, and in training the answers sit in the trailing columns, where the loss can compute
+the LM head over those columns only. Explicit position ids keep each row's positions those of the unpadded
+text (models with absolute position embeddings need that; rotary ones are unaffected).
 """
 
 from __future__ import annotations
@@ -37,20 +40,22 @@ def _pad(rows: Sequence[list[int]], value: int, *, left: bool = False) -> torch.
     return out
 
 
-def training_batch(tokenizer, examples: Sequence[Example], max_length: int) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids, attention_mask and labels."""
-    ids, labels = zip(*(encode(tokenizer, e, max_length) for e in examples), strict=True)
+def _left_padded(tokenizer, ids: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+    mask = _pad([[1] * len(row) for row in ids], 0, left=True)
     return {
-        "input_ids": _pad(ids, tokenizer.pad_token_id),
-        "attention_mask": _pad([[1] * len(row) for row in ids], 0),
-        "labels": _pad(labels, IGNORE),
+        "input_ids": _pad(ids, tokenizer.pad_token_id, left=True),
+        "attention_mask": mask,
+        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
     }
+
+
+def training_batch(tokenizer, examples: Sequence[Example], max_length: int) -> dict[str, torch.Tensor]:
+    """Left-padded input_ids, attention_mask, position_ids and labels (-100 outside the answers)."""
+    ids, labels = zip(*(encode(tokenizer, e, max_length) for e in examples), strict=True)
+    return {**_left_padded(tokenizer, ids), "labels": _pad(labels, IGNORE, left=True)}
 
 
 def prompt_batch(tokenizer, prompts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
     """Left-padded prompts for generation, keeping each prompt's last `max_length` tokens."""
     ids = [tokenizer(p, add_special_tokens=True).input_ids[-max_length:] for p in prompts]
-    return {
-        "input_ids": _pad(ids, tokenizer.pad_token_id, left=True),
-        "attention_mask": _pad([[1] * len(row) for row in ids], 0, left=True),
-    }
+    return _left_padded(tokenizer, ids)

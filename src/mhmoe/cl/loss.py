@@ -1,0 +1,48 @@
+"""The training loss: mean next-token cross-entropy over the answer tokens, as TRACE trains.
+
+Batches are left-padded (see data/collate.py), so every answer lies in the trailing columns. The LM head
+(a 576 x 49,152 matmul on SmolLM2, about a fifth of the forward) then runs on those columns only, through
+the model's own `logits_to_keep`, which also keeps each model's own logit post-processing (e.g. Gemma's
+soft-capping). Models without `logits_to_keep` get full logits, sliced.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mhmoe.data.collate import IGNORE
+
+
+def _accepts_logits_to_keep(model: nn.Module) -> bool:
+    forward = getattr(model, "module", model).forward  # a DDP/FSDP wrapper forwards to .module
+    return "logits_to_keep" in inspect.signature(forward).parameters
+
+
+def answer_columns(labels: torch.Tensor) -> int:
+    """How many trailing columns the loss needs: every labelled position and the one before it."""
+    labelled = (labels != IGNORE).any(dim=0)
+    if not labelled.any():
+        raise ValueError("answer_loss: the batch has no answer tokens (all labels are -100)")
+    first = int(labelled.float().argmax())
+    return labels.shape[1] - first + 1
+
+
+def answer_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens of one left-padded batch."""
+    labels = batch["labels"]
+    keep = min(answer_columns(labels), labels.shape[1])
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if _accepts_logits_to_keep(model):
+        logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
+    else:
+        logits = model(**inputs, use_cache=False).logits[:, -keep:]
+    # The logit at column t predicts the token at t + 1.
+    targets = labels[:, labels.shape[1] - keep + 1 :]
+    logits = logits[:, :-1]
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # half-precision log-softmax over a large vocabulary loses the small terms
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
