@@ -1,0 +1,65 @@
+"""Continual-learning methods: which adapter a method trains, and the hooks it adds to the one training loop.
+
+A method is an adapter kind plus at most four hooks the loop calls: before a task, a loss penalty, after
+backward, after a task. The plain methods train their adapter straight through the stream and need none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from mhmoe.data.trace import Task
+
+
+class Hooks(Protocol):
+    """What a method may add to the training loop; every hook is optional in effect (a no-op is fine)."""
+
+    def before_task(self, model: nn.Module, task: Task) -> None: ...
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None: ...
+
+    def after_backward(self, model: nn.Module) -> None: ...
+
+    def after_task(self, model: nn.Module, task: Task) -> None: ...
+
+
+class NoHooks:
+    """Sequential fine-tuning: the adapter alone, nothing added to the loss or the gradients."""
+
+    def before_task(self, model: nn.Module, task: Task) -> None:
+        pass
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        return None
+
+    def after_backward(self, model: nn.Module) -> None:
+        pass
+
+    def after_task(self, model: nn.Module, task: Task) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    adapter: str
+    """The adapter kind it trains (a key of mhmoe.adapters.CONFIGS)."""
+    hooks: Callable[[], Hooks]
+    """Makes the method's fresh state for one run."""
+    summary: str
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("lora", "lora", NoHooks, "one LoRA trained through the whole stream (SeqLoRA)"),
+        Method("seqlora", "lora", NoHooks, "the same as 'lora', under the research's name"),
+        Method("loramoe", "loramoe", NoHooks, "K LoRA experts behind one router over the whole input"),
+        Method("mhmoe", "mhmoe", NoHooks, "H head slices, each with its own router and private bank of K experts"),
+    )
+}

@@ -1,0 +1,314 @@
+"""Run settings: grouped dataclasses with a docstring per field, read from YAML and `--set key=value`.
+
+Every field is checked when the config is built, so an impossible setting stops a run with one line naming
+the field before any model is loaded or any file is written. The field docstrings are the CLI's help.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mhmoe.adapters import CONFIGS, config_from_dict
+from mhmoe.adapters.config import AdapterConfig, check_int, check_positive
+from mhmoe.cl.methods import METHODS
+from mhmoe.errors import ConfigError
+from mhmoe.models import DEFAULT_MODEL
+
+DEFAULT_PRESET = "quickstart"
+
+
+@dataclass
+class ModelSettings:
+    name: str = DEFAULT_MODEL
+    """The base model: 'smollm2-135m-instruct' (shipped offline), a local Hugging Face folder, a cached hub name,
+    or 'tiny:<family>' (a random test model)."""
+    dtype: str = "float32"
+    """Weights' dtype: float32, bfloat16 or float16."""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"model config: field 'dtype' must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+@dataclass
+class DataSettings:
+    benchmark: str = "builtin"
+    """'builtin' (generated offline, in TRACE's format) or 'trace' (read from data_dir)."""
+    data_dir: str | None = None
+    """Folder of task folders in TRACE's format; required for benchmark 'trace'."""
+    order: list[str] | None = None
+    """Task names in stream order; empty means the benchmark's default order."""
+    train_size: int = 256
+    """Built-in benchmark: training examples per task."""
+    test_size: int = 48
+    """Built-in benchmark: test examples per task (eval split: 32)."""
+    train_limit: int | None = None
+    """Cap on training examples per task (a seeded sample; TRACE's 5000-example variant is 5000)."""
+    test_limit: int | None = None
+    """Cap on test examples per task (a seeded sample)."""
+
+    def __post_init__(self) -> None:
+        if self.benchmark not in ("builtin", "trace"):
+            raise ConfigError(f"data config: field 'benchmark' must be 'builtin' or 'trace', got {self.benchmark!r}")
+        if self.benchmark == "trace" and not self.data_dir:
+            raise ConfigError("data config: field 'data_dir' is required for benchmark 'trace'")
+        for name in ("train_size", "test_size"):
+            check_int("data", name, getattr(self, name))
+        for name in ("train_limit", "test_limit"):
+            if getattr(self, name) is not None:
+                check_int("data", name, getattr(self, name))
+
+
+@dataclass
+class TrainSettings:
+    lr: float = 1e-4
+    """Peak learning rate of AdamW (the research's 1e-4)."""
+    epochs: int = 1
+    """Passes over each task's training split."""
+    max_steps: int | None = None
+    """Cap on optimizer steps per task (after epochs)."""
+    batch_size: int = 8
+    """Examples per forward pass."""
+    grad_accum: int = 1
+    """Forward passes per optimizer step (the effective batch is batch_size * grad_accum)."""
+    max_length: int = 256
+    """Tokens per training example (prompt truncated from the left)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas."""
+    eps: float = 1e-6
+    """AdamW epsilon."""
+    warmup_ratio: float = 0.0
+    """Fraction of each task's steps spent warming the learning rate up, before the cosine decay."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping by global norm; empty turns it off."""
+    log_every: int = 1
+    """Write training metrics every this many optimizer steps."""
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "eps"):
+            check_positive("train", name, getattr(self, name))
+        check_positive("train", "weight_decay", self.weight_decay, allow_zero=True)
+        for name in ("epochs", "batch_size", "grad_accum", "max_length", "log_every"):
+            check_int("train", name, getattr(self, name))
+        if self.max_steps is not None:
+            check_int("train", "max_steps", self.max_steps)
+        if self.max_grad_norm is not None:
+            check_positive("train", "max_grad_norm", self.max_grad_norm)
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"train config: field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"train config: field 'betas' must be two numbers in [0, 1), got {self.betas!r}")
+
+
+@dataclass
+class EvalSettings:
+    batch_size: int = 16
+    """Prompts per generation batch."""
+    max_prompt_tokens: int = 512
+    """Prompt tokens kept for generation (truncated from the left)."""
+    split: str = "test"
+    """The split scored into R: 'test' or 'eval'."""
+
+    def __post_init__(self) -> None:
+        check_int("eval", "batch_size", self.batch_size)
+        check_int("eval", "max_prompt_tokens", self.max_prompt_tokens)
+        if self.split not in ("test", "eval"):
+            raise ConfigError(f"eval config: field 'split' must be 'test' or 'eval', got {self.split!r}")
+
+
+@dataclass
+class RunConfig:
+    name: str | None = None
+    """Run folder name under output_dir; empty means '<preset or methods>-<date>-<time>'."""
+    output_dir: str = "runs"
+    """Where run folders are created."""
+    seed: int = 0
+    """Seeds the data, the adapter initialisation and the batch order."""
+    methods: list[str] = field(default_factory=lambda: ["lora", "loramoe", "mhmoe"])
+    """Methods trained on the same stream, one after another (see `mhmoe run --help`)."""
+    match_activated: str | None = "mhmoe"
+    """Give every other method the rank whose activated parameters per token match this adapter kind's
+    (the research's comparison); empty keeps each kind's configured rank."""
+    log_with: list[str] = field(default_factory=list)
+    """Accelerate trackers for training curves, e.g. [tensorboard]."""
+    progress: bool = True
+    """Progress bars for training and evaluation."""
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    adapters: dict[str, dict[str, Any]] = field(default_factory=lambda: {kind: {} for kind in CONFIGS})
+    """Per adapter kind, fields of its config (rank, experts, heads, top_k, target_modules...)."""
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ConfigError("run config: field 'methods' names no method")
+        for method in self.methods:
+            if method not in METHODS:
+                raise ConfigError(
+                    f"run config: field 'methods' has unknown method {method!r} (known: {sorted(METHODS)})"
+                )
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"run config: field 'methods' repeats a method: {self.methods}")
+        if self.match_activated is not None and self.match_activated not in CONFIGS:
+            raise ConfigError(
+                f"run config: field 'match_activated' must be an adapter kind {sorted(CONFIGS)}, "
+                f"got {self.match_activated!r}"
+            )
+        check_int("run", "seed", self.seed, minimum=0)
+        for tracker in self.log_with:
+            if tracker not in ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"):
+                raise ConfigError(f"run config: field 'log_with' has unknown tracker {tracker!r}")
+        for kind in self.adapters:
+            self.adapter(kind)  # validates every kind's fields now, not mid-run
+
+    def adapter(self, kind: str) -> AdapterConfig:
+        """The validated adapter config of one kind, from `adapters.<kind>`."""
+        if kind not in CONFIGS:
+            raise ConfigError(
+                f"run config: field 'adapters' has unknown adapter kind {kind!r} (known: {sorted(CONFIGS)})"
+            )
+        fields = self.adapters.get(kind) or {}
+        if not isinstance(fields, dict):
+            raise ConfigError(f"run config: field 'adapters.{kind}' must be a mapping of fields, got {fields!r}")
+        return config_from_dict({"kind": kind, **fields}, source=f"run config 'adapters.{kind}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    """`value` if it fits the annotation `hint` (ints accepted for floats), else a ConfigError naming `key`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _check_type(value, next(a for a in args if a is not type(None)), key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config field '{key}' must be a list, got {value!r}")
+        return [_check_type(v, args[0], key) for v in value]
+    if origin is dict or hint is Any:
+        if origin is dict and not isinstance(value, dict):
+            raise ConfigError(f"config field '{key}' must be a mapping, got {value!r}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads '3e-3' (no dot) as a string
+        except ValueError:
+            pass
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"config field '{key}' must be of type {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config field '{prefix.rstrip('.') or 'root'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown config field '{prefix}{unknown[0]}' (known in this section: {sorted(known)})")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def _set(data: dict[str, Any], override: str) -> None:
+    """Apply one 'a.b.c=value' to nested dicts; the value is parsed as YAML (numbers, lists, null...)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {override!r}: expected key=value, e.g. train.lr=1e-3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {override!r}: '{part}' is not a section")
+    node[leaf] = value
+
+
+def preset_dir() -> Path:
+    return Path(str(resources.files("mhmoe") / "configs"))
+
+
+def presets() -> dict[str, Path]:
+    """The YAML presets shipped with mhmoe, by name."""
+    return {p.stem: p for p in sorted(preset_dir().glob("*.yaml"))}
+
+
+def read_yaml(source: str | Path) -> dict[str, Any]:
+    """A config file's mapping; `source` is a path or a preset name."""
+    path = Path(source)
+    if not path.is_file() and str(source) in presets():
+        path = presets()[str(source)]
+    if not path.is_file():
+        raise ConfigError(f"{source}: config file not found (presets: {sorted(presets())})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def load_config(source: str | Path | None = DEFAULT_PRESET, overrides: list[str] = ()) -> RunConfig:
+    """A validated RunConfig from a YAML file or preset (None: the defaults) and `key=value` overrides."""
+    data = read_yaml(source) if source is not None else {}
+    for override in overrides:
+        _set(data, override)
+    try:
+        return _build(RunConfig, data)
+    except ConfigError as err:
+        raise ConfigError(f"{source or 'config'}: {err}") from None
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal right after it in the class body), for --help."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(after.value.value).split())
+    return docs
+
+
+def describe_settings(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(key, default, docstring) of every setting, sections flattened with dots."""
+    rows = []
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += describe_settings(type(value), f"{prefix}{f.name}.")
+        else:
+            rows.append((prefix + f.name, value, field_docs(cls).get(f.name, "")))
+    return rows
