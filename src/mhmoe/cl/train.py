@@ -1,0 +1,141 @@
+"""The one training loop: train the adapter on one task of the stream; every method plugs in through hooks.
+
+AdamW with the research's settings, a fresh optimizer and cosine schedule per task (each task is its own
+fine-tuning run, as in TRACE), gradient accumulation and clipping, under Accelerate so the same loop runs
+on one CPU or many GPUs. The batch order is a pure function of (seed, task index, epoch), so a step
+index is enough to know where a task's data stands.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from mhmoe.cl.loss import answer_loss
+from mhmoe.cl.methods import Hooks
+from mhmoe.config import TrainSettings
+from mhmoe.data.collate import training_batch
+from mhmoe.data.trace import Example, Task
+from mhmoe.errors import MhmoeError
+from mhmoe.observe import balance_loss
+
+
+class TrainingError(MhmoeError):
+    """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+@dataclass
+class TaskTraining:
+    steps: int
+    examples: int
+    tokens: int
+    seconds: float
+    final_loss: float
+
+
+def steps_per_task(settings: TrainSettings, examples: int) -> int:
+    """Optimizer steps for one task: `epochs` passes of `batch_size * grad_accum` examples, capped by max_steps."""
+    steps = math.ceil(settings.epochs * examples / (settings.batch_size * settings.grad_accum))
+    return min(steps, settings.max_steps) if settings.max_steps else steps
+
+
+def batch_order(examples: int, steps: int, per_step: int, *, seed: int, task_index: int) -> list[list[int]]:
+    """Example indices of every optimizer step: seeded shuffles, one per epoch, concatenated and cut."""
+    order: list[int] = []
+    epoch = 0
+    while len(order) < steps * per_step:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + task_index * 1_009 + epoch)
+        order += torch.randperm(examples, generator=generator).tolist()
+        epoch += 1
+    return [order[s * per_step : (s + 1) * per_step] for s in range(steps)]
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings, steps: int):
+    """AdamW over the trainable (adapter) parameters and a cosine schedule with optional warmup."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise TrainingError("the model has no trainable parameters; attach an adapter first")
+    optimizer = torch.optim.AdamW(
+        params, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps, weight_decay=settings.weight_decay
+    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(settings.warmup_ratio * steps), steps)
+    return optimizer, scheduler
+
+
+def _micro_batches(tokenizer, examples: list[Example], settings: TrainSettings) -> Iterator[dict]:
+    for start in range(0, len(examples), settings.batch_size):
+        yield training_batch(tokenizer, examples[start : start + settings.batch_size], settings.max_length)
+
+
+def train_task(
+    model: nn.Module,
+    tokenizer,
+    task: Task,
+    settings: TrainSettings,
+    *,
+    accelerator: Accelerator,
+    hooks: Hooks,
+    seed: int,
+    task_index: int,
+    log: Callable[[dict], None] = lambda record: None,
+    progress: bool = True,
+    label: str = "",
+) -> TaskTraining:
+    """Train the model's adapter on `task`'s training split; `log` receives one record per logged step."""
+    examples = task.split("train")
+    steps = steps_per_task(settings, len(examples))
+    optimizer, scheduler = make_optimizer(model, settings, steps)
+    model.train()
+    hooks.before_task(model, task)
+    start, tokens, loss_value = time.perf_counter(), 0, float("nan")
+    order = batch_order(
+        len(examples), steps, settings.batch_size * settings.grad_accum, seed=seed, task_index=task_index
+    )
+    bar = tqdm(order, desc=label or task.name, disable=not progress or not accelerator.is_main_process, leave=False)
+    for step, indices in enumerate(bar, start=1):
+        step_start, step_tokens, losses = time.perf_counter(), 0, []
+        micro = list(_micro_batches(tokenizer, [examples[i] for i in indices], settings))
+        for batch in micro:
+            step_tokens += int(batch["attention_mask"].sum())
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            loss = answer_loss(model, batch) + balance_loss(model)
+            penalty = hooks.penalty(model)
+            if penalty is not None:
+                loss = loss + penalty
+            accelerator.backward(loss / len(micro))
+            losses.append(loss.detach())
+        loss_value = float(torch.stack(losses).mean())
+        if not math.isfinite(loss_value):
+            raise TrainingError(f"{task.name}: the loss became {loss_value} at step {step}; lower train.lr")
+        hooks.after_backward(model)
+        grad_norm = None
+        if settings.max_grad_norm is not None:
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += step_tokens
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+        if step % settings.log_every == 0 or step == steps:
+            seconds = time.perf_counter() - step_start
+            log(
+                {
+                    "task": task.name,
+                    "step": step,
+                    "loss": loss_value,
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": grad_norm,
+                    "tokens_per_s": step_tokens / seconds,
+                }
+            )
+    hooks.after_task(model, task)
+    model.eval()
+    return TaskTraining(steps, len(examples), tokens, time.perf_counter() - start, loss_value)
