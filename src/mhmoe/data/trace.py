@@ -31,6 +31,10 @@ TRACE_SCORERS = {
 }
 
 
+# TRACE's default stream order (the research's main order).
+TRACE_ORDER = ["C-STANCE", "FOMC", "MeetingBank", "Py150", "ScienceQA", "NumGLUE-cm", "NumGLUE-ds", "20Minuten"]
+
+
 class DataError(MhmoeError):
     """A task folder or file that cannot be used; the message names the file and, where one is at fault, the record."""
 

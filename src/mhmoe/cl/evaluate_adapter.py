@@ -1,0 +1,34 @@
+"""`mhmoe eval`: score a saved adapter on a stream, by default the stream and model of the run it came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mhmoe.cl.evaluate import score_stream
+from mhmoe.cl.run import DTYPES
+from mhmoe.config import DEFAULT_PRESET, load_config
+from mhmoe.data.stream import load_tasks
+from mhmoe.inject import load_adapter, read_adapter_config
+from mhmoe.models import load_model
+
+
+def run_config_of(adapter_dir: Path) -> Path | None:
+    """The config.yaml of the run folder an adapter was saved in (runs/<name>/adapters/<method>/<task>)."""
+    for parent in list(adapter_dir.resolve().parents)[:4]:
+        if (parent / "config.yaml").is_file():
+            return parent / "config.yaml"
+    return None
+
+
+def evaluate_adapter(
+    adapter_dir: str | Path, config: str | Path | None = None, overrides: list[str] = (), *, progress: bool = False
+) -> dict[str, float]:
+    """Score of the adapter in `adapter_dir` on every task of the configured stream, by task name."""
+    adapter_dir = Path(adapter_dir)
+    read_adapter_config(adapter_dir)  # a missing or corrupt adapter fails before the model loads
+    settings = load_config(config or run_config_of(adapter_dir) or DEFAULT_PRESET, overrides)
+    tasks = load_tasks(settings.data, settings.seed)
+    model, tokenizer = load_model(settings.model.name, DTYPES[settings.model.dtype])
+    load_adapter(model, adapter_dir)
+    scores = score_stream(model, tokenizer, tasks, settings.eval, progress=progress)
+    return dict(zip((t.name for t in tasks), scores, strict=True))

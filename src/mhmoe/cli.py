@@ -1,0 +1,114 @@
+"""The `mhmoe` command: subcommands map to library functions and hold no logic of their own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from mhmoe.errors import MhmoeError
+
+
+def _settings_help() -> str:
+    from mhmoe.cl.methods import METHODS
+    from mhmoe.config import describe_settings, presets
+
+    lines = ["methods:"]
+    lines += [f"  {m.name:10} {m.summary}" for m in METHODS.values()]
+    lines += ["", f"presets (CONFIG may name one): {', '.join(presets())}", "", "settings (--set KEY=VALUE):"]
+    for key, default, doc in describe_settings():
+        lines.append(f"  {key} = {json.dumps(default)}")
+        lines += textwrap.wrap(doc, 100, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+def _shortcuts(args: argparse.Namespace) -> list[str]:
+    """The convenience flags as the --set overrides they stand for."""
+    overrides = []
+    if args.methods:
+        overrides.append(f"methods=[{args.methods}]")
+    for flag, key in (("model", "model.name"), ("benchmark", "data.benchmark"), ("data_dir", "data.data_dir")):
+        if getattr(args, flag, None):
+            overrides.append(f"{key}={getattr(args, flag)}")
+    if getattr(args, "name", None):
+        overrides.append(f"name={args.name}")
+    return overrides + list(args.set or [])
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="a YAML file or preset name (default: quickstart)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    parser.add_argument("--methods", help="comma-separated methods, e.g. lora,loramoe,mhmoe")
+    parser.add_argument("--model", help="base model: a local folder, hub name, or smollm2-135m-instruct")
+    parser.add_argument("--benchmark", choices=["builtin", "trace"], help="the task stream's source")
+    parser.add_argument("--data-dir", help="folder of TRACE-format task folders (for --benchmark trace)")
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from mhmoe.cl.report import comparison_table
+    from mhmoe.cl.run import run
+    from mhmoe.config import DEFAULT_PRESET, load_config
+
+    source = args.config or DEFAULT_PRESET
+    config = load_config(source, _shortcuts(args))
+    run_dir = run(config, preset=Path(source).stem)
+    results = json.loads((run_dir / "results.json").read_text())
+    print(comparison_table(results))
+    print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.md'})")
+    return 0
+
+
+def command_eval(args: argparse.Namespace) -> int:
+    from mhmoe.cl.evaluate_adapter import evaluate_adapter
+
+    scores = evaluate_adapter(args.adapter, args.config, _shortcuts(args), progress=True)
+    width = max(len(name) for name in scores)
+    for name, score in scores.items():
+        print(f"{name:{width}}  {score:6.1f}")
+    print(f"{'mean':{width}}  {sum(scores.values()) / len(scores):6.1f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mhmoe", description="Continual fine-tuning of language models with mixture-of-experts adapters."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="train methods on a task stream and compare them (R matrix, OP, BWT)",
+        description="Train every method on the same stream, scoring every task after every task. "
+        "Without CONFIG, runs the quickstart preset: SmolLM2-135M-Instruct on the built-in benchmark.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_arguments(run)
+    run.add_argument("--name", help="run folder name under output_dir")
+    run.set_defaults(handler=command_run)
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a saved adapter on every task of a stream",
+        description="Score a saved adapter. Inside a run folder, the run's model and stream are the defaults.",
+    )
+    evaluate.add_argument("adapter", help="folder holding adapter_config.json and adapter_model.safetensors")
+    _add_config_arguments(evaluate)
+    evaluate.set_defaults(handler=command_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except MhmoeError as err:
+        print(f"mhmoe: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mhmoe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""A whole continual-learning run on a tiny model: the run folder, R and its metrics, saved adapters, the CLI."""
+
+import json
+
+import pytest
+
+from mhmoe.cl.evaluate_adapter import evaluate_adapter
+from mhmoe.cl.run import run
+from mhmoe.cli import main
+from mhmoe.config import load_config
+from mhmoe.data.trace import DataError
+from mhmoe.errors import ConfigError
+from mhmoe.metrics import bwt, fwt, op
+
+TASKS = ["Stance-Policy", "Arithmetic", "QA-Choice"]
+TINY = [
+    "model.name=tiny:llama",
+    f"data.order=[{', '.join(TASKS)}]",
+    "data.train_size=16",
+    "data.test_size=6",
+    "train.max_steps=3",
+    "train.batch_size=4",
+    "train.lr=1e-2",
+    "progress=false",
+]
+
+
+def tiny_config(output_dir, *extra):
+    return load_config(None, [*TINY, f"output_dir={output_dir}", *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = run(tiny_config(tmp_path_factory.mktemp("runs"), "name=tiny", "log_with=[tensorboard]"))
+    return run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def test_results_hold_R_with_its_metrics(finished_run):
+    _, results = finished_run
+    assert results["tasks"] == TASKS and len(results["base"]) == 3
+    assert list(results["methods"]) == ["lora", "loramoe", "mhmoe"]
+    for m in results["methods"].values():
+        R = m["R"]
+        assert len(R) == 3 and all(len(row) == 3 and all(0 <= s <= 100 for s in row) for row in R)
+        assert (m["op"], m["bwt"], m["fwt"]) == (op(R), bwt(R), fwt(R, results["base"]))
+
+
+def test_methods_are_compared_at_matched_activated_parameters(finished_run):
+    _, results = finished_run
+    activated = [m["parameters"]["activated"] for m in results["methods"].values()]
+    assert max(activated) / min(activated) < 1.05
+    lora = results["methods"]["lora"]["adapter"]
+    assert lora["rank"] > 8 and lora["alpha"] / lora["rank"] == 2.0  # matched rank, the kind's own alpha/rank
+
+
+def test_run_folder_has_config_metrics_report_picture_and_adapters(finished_run):
+    run_dir, results = finished_run
+    assert load_config(run_dir / "config.yaml").train.max_steps == 3
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["event"] == "train" for r in records) == 3 * 3 * 3  # methods x tasks x steps
+    assert sum(r["event"] == "eval" for r in records) == 1 + 3 * 3  # the untrained row, then one per task
+    report = (run_dir / "report.md").read_text()
+    assert "| method | activated params |" in report and "![R matrices](R.png)" in report
+    assert "**mhmoe**" in report and f"OP {results['methods']['mhmoe']['op']:.1f}" in report
+    assert (run_dir / "R.png").read_bytes()[:4] == b"\x89PNG"
+    for method in results["methods"]:
+        for i, task in enumerate(TASKS, start=1):
+            assert (run_dir / "adapters" / method / f"{i}-{task}" / "adapter_model.safetensors").is_file()
+    assert list((run_dir / "tracking").rglob("events.out.tfevents.*"))  # TensorBoard through Accelerate
+
+
+def test_a_saved_adapter_scores_exactly_its_row_of_R(finished_run):
+    run_dir, results = finished_run
+    scores = evaluate_adapter(run_dir / "adapters" / "mhmoe" / "3-QA-Choice")
+    assert list(scores.values()) == results["methods"]["mhmoe"]["R"][-1]
+
+
+def test_same_seed_gives_the_same_R(finished_run, tmp_path):
+    _, results = finished_run
+    again = run(tiny_config(tmp_path, "methods=[mhmoe]", "name=again"))
+    assert (
+        json.loads((again / "results.json").read_text())["methods"]["mhmoe"]["R"] == results["methods"]["mhmoe"]["R"]
+    )
+
+
+def test_a_used_run_folder_is_refused(finished_run):
+    run_dir, _ = finished_run
+    with pytest.raises(ConfigError, match="run folder exists and is not empty"):
+        run(tiny_config(run_dir.parent, "name=tiny"))
+
+
+def test_bad_data_stops_the_run_before_anything_is_written(tmp_path):
+    data = tmp_path / "data" / "Stance-Policy"
+    data.mkdir(parents=True)
+    for split in ("train", "eval", "test"):
+        (data / f"{split}.json").write_text('[{"prompt": "p", "answer": "A"}]')
+    (data / "test.json").write_text('[{"prompt": "p"}]')
+    (data / "task.json").write_text('{"scorer": "accuracy"}')
+    config = tiny_config(tmp_path / "runs", "data.benchmark=trace", f"data.data_dir={tmp_path / 'data'}")
+    config.data.order = ["Stance-Policy"]
+    with pytest.raises(DataError, match=r"test\.json: record 0 has no 'answer' field"):
+        run(config)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_runs_and_prints_the_comparison(tmp_path, capsys):
+    args = [f"--set={o}" for o in TINY] + [f"--set=output_dir={tmp_path}", "--methods", "lora,mhmoe", "--name", "c"]
+    assert main(["run", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| method | activated params |") and "| mhmoe |" in out and "run folder:" in out
+    assert main(["eval", str(tmp_path / "c" / "adapters" / "lora" / "1-Stance-Policy")]) == 0
+    assert "Stance-Policy" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["run", "--set", "train.lr=-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mhmoe: error:") and "field 'lr'" in err and err.count("\n") == 1
+    assert main(["eval", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
