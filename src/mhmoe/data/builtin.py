@@ -53,7 +53,12 @@ BANK_TOPICS = [
 # Tone -> (letter, label): the same tone means different letters in the two domains.
 POLICY_LABELS = {"support": ("A", "favour"), "oppose": ("B", "against"), "neutral": ("C", "none")}
 BANK_LABELS = {"support": ("B", "hawkish"), "oppose": ("A", "dovish"), "neutral": ("C", "neutral")}
-OPTIONS = {"policy": "A) favour B) against C) none", "central-bank": "A) dovish B) hawkish C) neutral"}
+# Short prompts on purpose: SmolLM2-135M learned a longer four-line template (question, statement, options,
+# answer) no better than chance in 48 steps, and this two-line one to about 90% in 32.
+QUESTIONS = {
+    "policy": "Stance on the policy? A) favour B) against C) none",
+    "central-bank": "Monetary policy stance? A) dovish B) hawkish C) neutral",
+}
 
 QA_FACTS = {
     "an animal": ["tiger", "sparrow", "salmon", "rabbit", "frog", "horse"],
@@ -93,30 +98,21 @@ STDLIB_MODULES = [
 ]
 
 
-def _stance(rng: random.Random, speakers, topics, labels, domain: str, question: str) -> dict:
+def _stance(rng: random.Random, speakers, topics, labels, domain: str) -> dict:
     tone = rng.choice(list(TONES))
     letter, label = labels[tone]
     statement = f"{rng.choice(speakers)} {rng.choice(TONES[tone])} {rng.choice(topics)}."
-    prompt = f"{question}\nStatement: {statement}\nOptions: {OPTIONS[domain]}\nAnswer:"
+    prompt = f"{QUESTIONS[domain]}\n{statement}\nAnswer:"
     return {"prompt": prompt, "answer": letter, "domain": domain, "label": label}
 
 
 def stance_policy(rng: random.Random) -> dict:
-    return _stance(
-        rng, POLICY_SPEAKERS, POLICY_TOPICS, POLICY_LABELS, "policy", "What is the speaker's stance on the policy?"
-    )
+    return _stance(rng, POLICY_SPEAKERS, POLICY_TOPICS, POLICY_LABELS, "policy")
 
 
 def stance_bank(rng: random.Random) -> dict:
     """Supporting rate increases is hawkish (B), opposing them dovish (A): the mirror of the policy task's letters."""
-    return _stance(
-        rng,
-        BANK_SPEAKERS,
-        BANK_TOPICS,
-        BANK_LABELS,
-        "central-bank",
-        "Classify the monetary policy stance of the statement.",
-    )
+    return _stance(rng, BANK_SPEAKERS, BANK_TOPICS, BANK_LABELS, "central-bank")
 
 
 def arithmetic(rng: random.Random) -> dict:
