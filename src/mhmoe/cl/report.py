@@ -75,14 +75,15 @@ def plot_r_matrices(results: dict[str, Any], path: Path) -> Path:
     tasks, methods = results["tasks"], results["methods"]
     n = len(tasks)
     fig, axes = plt.subplots(1, len(methods), figsize=(1.1 * n * len(methods) + 1.5, 0.8 * n + 2), squeeze=False)
-    for ax, (name, m) in zip(axes[0], methods.items(), strict=True):
+    rows = ["untrained", *(f"after {t}" for t in tasks)]
+    for k, (ax, (name, m)) in enumerate(zip(axes[0], methods.items(), strict=True)):
         grid = [results["base"], *m["R"]]
         image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis")
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
                 ax.text(j, i, f"{value:.0f}", ha="center", va="center", color="white" if value < 60 else "black")
         ax.set_xticks(range(n), tasks, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(n + 1), ["untrained", *(f"after {t}" for t in tasks)], fontsize=8)
+        ax.set_yticks(range(n + 1), rows if k == 0 else [], fontsize=8)  # rows are the same in every panel
         ax.set_title(f"{name}  OP {m['op']:.1f}  BWT {m['bwt']:.1f}", fontsize=10)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="score (0-100)")
     fig.savefig(path, dpi=120, bbox_inches="tight")
