@@ -27,7 +27,7 @@ def _settings_help() -> str:
 def _shortcuts(args: argparse.Namespace) -> list[str]:
     """The convenience flags as the --set overrides they stand for."""
     overrides = []
-    if args.methods:
+    if getattr(args, "methods", None):
         overrides.append(f"methods=[{args.methods}]")
     for flag, key in (("model", "model.name"), ("benchmark", "data.benchmark"), ("data_dir", "data.data_dir")):
         if getattr(args, flag, None):
@@ -40,7 +40,6 @@ def _shortcuts(args: argparse.Namespace) -> list[str]:
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="a YAML file or preset name (default: quickstart)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
-    parser.add_argument("--methods", help="comma-separated methods, e.g. lora,loramoe,mhmoe")
     parser.add_argument("--model", help="base model: a local folder, hub name, or smollm2-135m-instruct")
     parser.add_argument("--benchmark", choices=["builtin", "trace"], help="the task stream's source")
     parser.add_argument("--data-dir", help="folder of TRACE-format task folders (for --benchmark trace)")
@@ -85,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_arguments(run)
+    run.add_argument("--methods", help="comma-separated methods, e.g. lora,loramoe,mhmoe")
     run.add_argument("--name", help="run folder name under output_dir")
     run.set_defaults(handler=command_run)
     evaluate = commands.add_parser(
