@@ -3,7 +3,16 @@
 import pytest
 
 from mhmoe.metrics import bwt, fwt, op
-from mhmoe.metrics.text import accuracy, mean_score, rouge_l, similarity
+from mhmoe.metrics.text import (
+    accuracy,
+    accuracy_exact,
+    first_char,
+    mean_score,
+    py150_literals,
+    py150_similarity,
+    rouge_l,
+    similarity,
+)
 
 R = [
     [80.0, 10.0, 5.0],
@@ -37,3 +46,33 @@ def test_scorers_by_hand():
     assert similarity("abcd", "abed") == pytest.approx(75.0)
     assert similarity("", "") == 0.0
     assert mean_score("accuracy", ["A", "B", "C"], ["A", "B", "A"]) == pytest.approx(200 / 3)
+
+
+def test_accuracy_variants_and_empty_pairs():
+    assert (
+        accuracy("A", "A ") == 100.0 and accuracy_exact("A", "A ") == 0.0
+    )  # the stripped variant forgives whitespace
+    assert accuracy_exact("支持", "支持") == 100.0 and accuracy("Zustimmung", "zustimmung") == 0.0  # no case folding
+    assert accuracy("", "") == accuracy_exact("", "") == 0.0  # an empty pair counts as 0, as TRACE does
+
+
+def test_first_char_scores_the_option_letter():
+    assert first_char("B. because plants need light", "B") == 100.0
+    assert first_char(" C", "B") == 0.0
+    assert first_char("", "B") == 0.0  # an empty generation scores 0 instead of crashing
+    assert mean_score("first_char", ["A)", "", "D"], ["A", "B", "C"]) == pytest.approx(100 / 3)
+
+
+def test_py150_placeholders_become_values_before_similarity():
+    assert py150_literals("x = <NUM_LIT> + <NUM_LIT:3>") == "x = 0 + 3"
+    assert py150_literals("open(<STR_LIT>, <STR_LIT:rb>) + <CHAR_LIT> + <CHAR_LIT:ü>") == "open(, rb) +  + ü"
+    # After replacement the prediction "x = 3" matches the reference "x = <NUM_LIT:3>" exactly.
+    assert py150_similarity("x = 3", "x = <NUM_LIT:3>") == 100.0
+    # "y = 0" vs "x = 0": 4 of 5 characters match in order -> 100 * 2 * 4 / 10
+    assert py150_similarity("y = 0", "x = <NUM_LIT>") == pytest.approx(80.0)
+
+
+def test_rouge_l_on_german_text():
+    # rouge-score lowercases and turns every non-[a-z0-9] character into a space, so "läuft" becomes the two
+    # tokens "l uft": "der hund l uft" (4) vs "der hund l uft schnell" (5); LCS 4, P = 1, R = 4/5, F = 8/9.
+    assert rouge_l("Der Hund läuft", "der Hund läuft schnell") == pytest.approx(100 * 8 / 9)

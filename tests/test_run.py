@@ -1,6 +1,7 @@
 """A whole continual-learning run on a tiny model: the run folder, R and its metrics, saved adapters, the CLI."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -8,7 +9,7 @@ from mhmoe.cl.evaluate_adapter import evaluate_adapter
 from mhmoe.cl.run import run
 from mhmoe.cli import main
 from mhmoe.config import load_config
-from mhmoe.data.trace import DataError
+from mhmoe.data.trace import DataError, load_stream
 from mhmoe.errors import ConfigError
 from mhmoe.metrics import bwt, fwt, op
 
@@ -118,3 +119,22 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("mhmoe: error:") and "field 'lr'" in err and err.count("\n") == 1
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "trace"
+
+
+def test_trace_folders_get_trace_scorers():
+    tasks = load_stream(FIXTURE, ["C-STANCE", "ScienceQA", "Py150"])
+    assert [t.scorer for t in tasks] == ["accuracy", "first_char", "py150_similarity"]
+    assert tasks[0].split("test")[0].answer == "A" and "支持" in tasks[0].split("test")[0].prompt
+
+
+def test_cli_runs_a_local_trace_folder_end_to_end(tmp_path, capsys):
+    order = "data.order=[C-STANCE, ScienceQA, Py150]"
+    args = ["--benchmark", "trace", "--data-dir", str(FIXTURE), "--model", "tiny:llama", "--methods", "mhmoe"]
+    sets = [order, "train.max_steps=2", "progress=false", f"output_dir={tmp_path}"]
+    assert main(["run", *args, *(f"--set={s}" for s in sets), "--name", "trace"]) == 0
+    results = json.loads((tmp_path / "trace" / "results.json").read_text())
+    assert results["tasks"] == ["C-STANCE", "ScienceQA", "Py150"] and len(results["methods"]["mhmoe"]["R"]) == 3
+    assert "| mhmoe |" in capsys.readouterr().out

@@ -25,9 +25,9 @@ TRACE_SCORERS = {
     "FOMC": "accuracy",
     "NumGLUE-cm": "accuracy",
     "NumGLUE-ds": "accuracy",
-    "ScienceQA": "accuracy",
+    "ScienceQA": "first_char",
     "MeetingBank": "rouge_l",
-    "Py150": "similarity",
+    "Py150": "py150_similarity",
 }
 
 

@@ -1,13 +1,19 @@
 """Per-example scorers on a 0-100 scale, named by registry key so task specs and configs can refer to them.
 
-accuracy: exact match of the stripped generation against the stripped answer.
+accuracy: exact match of the stripped generation against the stripped answer (the default for TRACE's
+  classification and arithmetic tasks: generations are stripped when decoded, so stripping the answer too keeps
+  stray whitespace in a data file from counting as a wrong answer; on TRACE's own answers both variants agree).
+accuracy_exact: TRACE's literal comparison, `prediction == answer`.
+first_char: ScienceQA's accuracy on the first character (the option letter); an empty generation scores 0.
 rouge_l: ROUGE-L F1 (the `rouge-score` package, as TRACE uses).
 similarity: fuzzy edit similarity (`rapidfuzz.fuzz.ratio`, equal to fuzzywuzzy's), as TRACE scores code.
+py150_similarity: `similarity` after Py150's literal placeholders are replaced by values, as TRACE does.
 An empty prediction/reference pair scores 0.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from functools import cache
 
@@ -15,7 +21,22 @@ from rapidfuzz import fuzz
 
 
 def accuracy(prediction: str, answer: str) -> float:
+    if not prediction.strip() and not answer.strip():
+        return 0.0
     return 100.0 if prediction.strip() == answer.strip() else 0.0
+
+
+def accuracy_exact(prediction: str, answer: str) -> float:
+    if not prediction and not answer:
+        return 0.0
+    return 100.0 if prediction == answer else 0.0
+
+
+def first_char(prediction: str, answer: str) -> float:
+    prediction, answer = prediction.strip(), answer.strip()
+    if not prediction or not answer:
+        return 0.0
+    return 100.0 if prediction[0] == answer[0] else 0.0
 
 
 @cache
@@ -37,10 +58,28 @@ def similarity(prediction: str, answer: str) -> float:
     return float(fuzz.ratio(prediction.strip(), answer.strip()))
 
 
+# <NUM_LIT> -> 0, <STR_LIT> and <CHAR_LIT> -> empty, <KIND_LIT:value> -> value.
+_PY150_LITERAL = re.compile(r"<(NUM|STR|CHAR)_LIT(?::([^>]*))?>")
+
+
+def py150_literals(code: str) -> str:
+    """Py150's normalised literals replaced by values."""
+    return _PY150_LITERAL.sub(
+        lambda m: m.group(2) if m.group(2) is not None else ("0" if m.group(1) == "NUM" else ""), code
+    )
+
+
+def py150_similarity(prediction: str, answer: str) -> float:
+    return similarity(py150_literals(prediction), py150_literals(answer))
+
+
 SCORERS: dict[str, Callable[[str, str], float]] = {
     "accuracy": accuracy,
+    "accuracy_exact": accuracy_exact,
+    "first_char": first_char,
     "rouge_l": rouge_l,
     "similarity": similarity,
+    "py150_similarity": py150_similarity,
 }
 
 
