@@ -125,16 +125,17 @@ FIXTURE = Path(__file__).parent / "fixtures" / "trace"
 
 
 def test_trace_folders_get_trace_scorers():
-    tasks = load_stream(FIXTURE, ["C-STANCE", "ScienceQA", "Py150"])
-    assert [t.scorer for t in tasks] == ["accuracy", "first_char", "py150_similarity"]
+    tasks = load_stream(FIXTURE, ["C-STANCE", "ScienceQA", "Py150", "20Minuten"])
+    assert [t.scorer for t in tasks] == ["accuracy", "first_char", "py150_similarity", "sari"]
     assert tasks[0].split("test")[0].answer == "A" and "支持" in tasks[0].split("test")[0].prompt
 
 
 def test_cli_runs_a_local_trace_folder_end_to_end(tmp_path, capsys):
-    order = "data.order=[C-STANCE, ScienceQA, Py150]"
+    order = "data.order=[C-STANCE, ScienceQA, Py150, 20Minuten]"
     args = ["--benchmark", "trace", "--data-dir", str(FIXTURE), "--model", "tiny:llama", "--methods", "mhmoe"]
     sets = [order, "train.max_steps=2", "progress=false", f"output_dir={tmp_path}"]
     assert main(["run", *args, *(f"--set={s}" for s in sets), "--name", "trace"]) == 0
     results = json.loads((tmp_path / "trace" / "results.json").read_text())
-    assert results["tasks"] == ["C-STANCE", "ScienceQA", "Py150"] and len(results["methods"]["mhmoe"]["R"]) == 3
+    assert results["tasks"] == ["C-STANCE", "ScienceQA", "Py150", "20Minuten"]
+    assert len(results["methods"]["mhmoe"]["R"]) == 4
     assert "| mhmoe |" in capsys.readouterr().out

@@ -57,7 +57,8 @@ def score_task(model, tokenizer, task: Task, split: str = "test", **kwargs) -> t
     predictions = generate(
         model, tokenizer, [e.prompt for e in examples], max_new_tokens=task.max_new_tokens, **kwargs
     )
-    return mean_score(task.scorer, predictions, [e.answer for e in examples]), predictions
+    answers, sources = [e.answer for e in examples], [e.prompt for e in examples]
+    return mean_score(task.scorer, predictions, answers, sources), predictions
 
 
 def score_stream(

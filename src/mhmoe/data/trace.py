@@ -28,6 +28,7 @@ TRACE_SCORERS = {
     "ScienceQA": "first_char",
     "MeetingBank": "rouge_l",
     "Py150": "py150_similarity",
+    "20Minuten": "sari",
 }
 
 

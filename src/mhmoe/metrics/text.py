@@ -8,6 +8,7 @@ first_char: ScienceQA's accuracy on the first character (the option letter); an 
 rouge_l: ROUGE-L F1 (the `rouge-score` package, as TRACE uses).
 similarity: fuzzy edit similarity (`rapidfuzz.fuzz.ratio`, equal to fuzzywuzzy's), as TRACE scores code.
 py150_similarity: `similarity` after Py150's literal placeholders are replaced by values, as TRACE does.
+sari: SARI against the example's prompt as the source (20Minuten's simplification; see metrics/sari.py).
 An empty prediction/reference pair scores 0.
 """
 
@@ -18,6 +19,8 @@ from collections.abc import Callable, Sequence
 from functools import cache
 
 from rapidfuzz import fuzz
+
+from mhmoe.metrics.sari import sari_score
 
 
 def accuracy(prediction: str, answer: str) -> float:
@@ -73,19 +76,35 @@ def py150_similarity(prediction: str, answer: str) -> float:
     return similarity(py150_literals(prediction), py150_literals(answer))
 
 
-SCORERS: dict[str, Callable[[str, str], float]] = {
+def sari(prediction: str, answer: str, source: str) -> float:
+    if not prediction.strip() or not answer.strip():
+        return 0.0
+    return sari_score(source, prediction, [answer])
+
+
+SCORERS: dict[str, Callable[..., float]] = {
     "accuracy": accuracy,
     "accuracy_exact": accuracy_exact,
     "first_char": first_char,
     "rouge_l": rouge_l,
     "similarity": similarity,
     "py150_similarity": py150_similarity,
+    "sari": sari,
 }
+NEEDS_SOURCE = {"sari"}
 
 
-def mean_score(scorer: str, predictions: Sequence[str], answers: Sequence[str]) -> float:
-    """The task score: the mean of per-example scores (0 for no examples)."""
+def mean_score(
+    scorer: str, predictions: Sequence[str], answers: Sequence[str], sources: Sequence[str] | None = None
+) -> float:
+    """The task score: the mean of per-example scores (0 for no examples); `sources` only for SARI."""
     if len(predictions) != len(answers):
         raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
     score = SCORERS[scorer]
-    return sum(score(p, a) for p, a in zip(predictions, answers, strict=True)) / max(len(answers), 1)
+    if scorer in NEEDS_SOURCE:
+        if sources is None or len(sources) != len(answers):
+            raise ValueError(f"scorer '{scorer}' needs one source text per answer")
+        per_example = [score(p, a, s) for p, a, s in zip(predictions, answers, sources, strict=True)]
+    else:
+        per_example = [score(p, a) for p, a in zip(predictions, answers, strict=True)]
+    return sum(per_example) / max(len(answers), 1)
