@@ -139,3 +139,10 @@ def test_cli_runs_a_local_trace_folder_end_to_end(tmp_path, capsys):
     assert results["tasks"] == ["C-STANCE", "ScienceQA", "Py150", "20Minuten"]
     assert len(results["methods"]["mhmoe"]["R"]) == 4
     assert "| mhmoe |" in capsys.readouterr().out
+
+
+def test_ewc_runs_in_the_same_loop(tmp_path):
+    config = tiny_config(tmp_path, "methods=[ewc]", "method_options.ewc.fisher_examples=4", "name=ewc")
+    results = json.loads((run(config) / "results.json").read_text())
+    ewc = results["methods"]["ewc"]
+    assert ewc["adapter"]["kind"] == "lora" and len(ewc["R"]) == 3

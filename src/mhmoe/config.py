@@ -152,6 +152,8 @@ class RunConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
     adapters: dict[str, dict[str, Any]] = field(default_factory=lambda: {kind: {} for kind in CONFIGS})
     """Per adapter kind, fields of its config (rank, experts, heads, top_k, target_modules...)."""
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per method, its own settings, e.g. {ewc: {lam: 1000, fisher_examples: 64}} (see the method docs)."""
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -174,6 +176,8 @@ class RunConfig:
                 raise ConfigError(f"run config: field 'log_with' has unknown tracker {tracker!r}")
         for kind in self.adapters:
             self.adapter(kind)  # validates every kind's fields now, not mid-run
+        for name in self.method_options:
+            self.options(name)
 
     def adapter(self, kind: str) -> AdapterConfig:
         """The validated adapter config of one kind, from `adapters.<kind>`."""
@@ -185,6 +189,20 @@ class RunConfig:
         if not isinstance(fields, dict):
             raise ConfigError(f"run config: field 'adapters.{kind}' must be a mapping of fields, got {fields!r}")
         return config_from_dict({"kind": kind, **fields}, source=f"run config 'adapters.{kind}'")
+
+    def options(self, method: str) -> Any:
+        """The validated options of one method (None for methods without any)."""
+        if method not in METHODS:
+            raise ConfigError(f"run config: field 'method_options' has unknown method {method!r}")
+        cls, fields = METHODS[method].options, self.method_options.get(method) or {}
+        if cls is None:
+            if fields:
+                raise ConfigError(f"run config: method {method!r} takes no options, got 'method_options.{method}'")
+            return None
+        try:
+            return _build(cls, fields, f"method_options.{method}.")
+        except ConfigError as err:
+            raise ConfigError(f"run config: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

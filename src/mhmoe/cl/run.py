@@ -23,7 +23,7 @@ from torch import nn
 from mhmoe.accounting import count_parameters, matched_rank
 from mhmoe.adapters import AdapterConfig
 from mhmoe.cl.evaluate import score_stream
-from mhmoe.cl.methods import METHODS
+from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.report import write_report
 from mhmoe.cl.train import train_task
 from mhmoe.config import RunConfig
@@ -101,7 +101,8 @@ def train_method(
     model = attach(copy.deepcopy(base_model), adapter)
     counts = count_parameters(model)
     model = accelerator.prepare(model)
-    hooks = METHODS[name].hooks()
+    context = HookContext(tokenizer=tokenizer, max_length=config.train.max_length, seed=config.seed)
+    hooks = METHODS[name].hooks(config.options(name), context)
     R, train_seconds, eval_seconds = [], 0.0, 0.0
     for index, task in enumerate(tasks):
         stats = train_task(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -28,8 +28,20 @@ class Hooks(Protocol):
     def after_task(self, model: nn.Module, task: Task) -> None: ...
 
 
+@dataclass(frozen=True)
+class HookContext:
+    """What a method may need beyond the model: the tokenizer and the run's training settings."""
+
+    tokenizer: Any
+    max_length: int
+    seed: int
+
+
 class NoHooks:
     """Sequential fine-tuning: the adapter alone, nothing added to the loss or the gradients."""
+
+    def __init__(self, options: Any = None, context: HookContext | None = None) -> None:
+        pass
 
     def before_task(self, model: nn.Module, task: Task) -> None:
         pass
@@ -49,17 +61,32 @@ class Method:
     name: str
     adapter: str
     """The adapter kind it trains (a key of mhmoe.adapters.CONFIGS)."""
-    hooks: Callable[[], Hooks]
-    """Makes the method's fresh state for one run."""
+    hooks: Callable[[Any, HookContext], Hooks]
+    """Makes the method's fresh state for one run, from its options and the context."""
     summary: str
+    options: type | None = None
+    """The dataclass of its settings (`method_options.<name>` in a run config), if it has any."""
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("lora", "lora", NoHooks, "one LoRA trained through the whole stream (SeqLoRA)"),
-        Method("seqlora", "lora", NoHooks, "the same as 'lora', under the research's name"),
-        Method("loramoe", "loramoe", NoHooks, "K LoRA experts behind one router over the whole input"),
-        Method("mhmoe", "mhmoe", NoHooks, "H head slices, each with its own router and private bank of K experts"),
-    )
-}
+def _registry() -> dict[str, Method]:
+    from mhmoe.cl.methods.ewc import EWC, EWCOptions
+
+    return {
+        m.name: m
+        for m in (
+            Method("lora", "lora", NoHooks, "one LoRA trained through the whole stream (SeqLoRA)"),
+            Method("seqlora", "lora", NoHooks, "the same as 'lora', under the research's name"),
+            Method("loramoe", "loramoe", NoHooks, "K LoRA experts behind one router over the whole input"),
+            Method("mhmoe", "mhmoe", NoHooks, "H head slices, each with its own router and private bank of K experts"),
+            Method(
+                "ewc",
+                "lora",
+                EWC,
+                "SeqLoRA plus a diagonal-Fisher penalty anchoring earlier tasks' weights",
+                EWCOptions,
+            ),
+        )
+    }
+
+
+METHODS = _registry()
