@@ -108,6 +108,8 @@ def test_training_lowers_the_loss_and_is_reproducible(tokenizer):
     # A random tiny model's small lm_head caps its logits, so the loss floor is near 4.5 nats, not 0.
     assert logged[-1]["loss"] < logged[0]["loss"] - 0.7
     assert {"task", "step", "loss", "lr", "grad_norm", "tokens_per_s"} <= set(logged[0])
+    # Each record carries the rate its step used: the full lr first, then the cosine's value for step 1 of 18.
+    assert [r["lr"] for r in logged[:2]] == pytest.approx([1e-2, 1e-2 * 0.5 * (1 + math.cos(math.pi / 18))])
     again = adapted_model(tokenizer)
     train(again, tokenizer, task, epochs=6)
     for name, value in adapter_state(model).items():

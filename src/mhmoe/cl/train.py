@@ -119,6 +119,7 @@ def train_task(
         grad_norm = None
         if settings.max_grad_norm is not None:
             grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm))
+        lr = scheduler.get_last_lr()[0]  # the rate this step used; scheduler.step() moves to the next
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -131,7 +132,7 @@ def train_task(
                     "task": task.name,
                     "step": step,
                     "loss": loss_value,
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": lr,
                     "grad_norm": grad_norm,
                     "tokens_per_s": step_tokens / seconds,
                 }
