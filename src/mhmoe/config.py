@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from mhmoe.adapters import CONFIGS, config_from_dict
@@ -28,6 +29,9 @@ from mhmoe.models import DEFAULT_MODEL
 DEFAULT_PRESET = "quickstart"
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 @dataclass
 class ModelSettings:
     name: str = DEFAULT_MODEL
@@ -37,8 +41,12 @@ class ModelSettings:
     """Weights' dtype: float32, bfloat16 or float16."""
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"model config: field 'dtype' must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model config: field 'dtype' must be one of {list(DTYPES)}, got {self.dtype!r}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from mhmoe.cl.evaluate import score_stream
-from mhmoe.cl.run import DTYPES
 from mhmoe.config import DEFAULT_PRESET, load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.inject import load_adapter, read_adapter_config
@@ -28,7 +27,7 @@ def evaluate_adapter(
     read_adapter_config(adapter_dir)  # a missing or corrupt adapter fails before the model loads
     settings = load_config(config or run_config_of(adapter_dir) or DEFAULT_PRESET, overrides)
     tasks = load_tasks(settings.data, settings.seed)
-    model, tokenizer = load_model(settings.model.name, DTYPES[settings.model.dtype])
+    model, tokenizer = load_model(settings.model.name, settings.model.torch_dtype)
     load_adapter(model, adapter_dir)
     scores = score_stream(model, tokenizer, tasks, settings.eval, progress=progress)
     return dict(zip((t.name for t in tasks), scores, strict=True))

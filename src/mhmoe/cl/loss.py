@@ -31,8 +31,8 @@ def answer_columns(labels: torch.Tensor) -> int:
     return labels.shape[1] - first + 1
 
 
-def answer_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens of one left-padded batch."""
+def answer_loss(model: nn.Module, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the answer tokens of one left-padded batch: their mean, or with "sum" their total."""
     labels = batch["labels"]
     keep = min(answer_columns(labels), labels.shape[1])
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -45,4 +45,6 @@ def answer_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tenso
     logits = logits[:, :-1]
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # half-precision log-softmax over a large vocabulary loses the small terms
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction=reduction
+    )

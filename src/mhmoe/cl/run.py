@@ -35,8 +35,6 @@ from mhmoe.inject import attach, check_attachable, save_adapter
 from mhmoe.metrics import bwt, fwt, op
 from mhmoe.models import load_model
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def method_adapters(config: RunConfig, model: nn.Module) -> dict[str, AdapterConfig]:
     """Each method's adapter config, its rank matched to `config.match_activated`'s activated parameters."""
@@ -145,7 +143,7 @@ def run(config: RunConfig, *, preset: str | None = None) -> Path:
     """Run every method of `config` on its stream; returns the run folder (results.json, report.md, ...)."""
     started = time.perf_counter()
     tasks = load_tasks(config.data, config.seed)
-    base_model, tokenizer = load_model(config.model.name, DTYPES[config.model.dtype])
+    base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
     adapters = method_adapters(config, base_model)
     run_dir = new_run_dir(config, preset)

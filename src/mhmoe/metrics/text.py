@@ -23,16 +23,14 @@ from rapidfuzz import fuzz
 from mhmoe.metrics.sari import sari_score
 
 
-def accuracy(prediction: str, answer: str) -> float:
-    if not prediction.strip() and not answer.strip():
-        return 0.0
-    return 100.0 if prediction.strip() == answer.strip() else 0.0
-
-
 def accuracy_exact(prediction: str, answer: str) -> float:
     if not prediction and not answer:
         return 0.0
     return 100.0 if prediction == answer else 0.0
+
+
+def accuracy(prediction: str, answer: str) -> float:
+    return accuracy_exact(prediction.strip(), answer.strip())
 
 
 def first_char(prediction: str, answer: str) -> float:

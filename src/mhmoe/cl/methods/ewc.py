@@ -22,7 +22,7 @@ from torch import nn
 
 from mhmoe.adapters.config import check_int, check_positive
 from mhmoe.cl.loss import answer_loss
-from mhmoe.data.collate import IGNORE, training_batch
+from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters
@@ -65,9 +65,8 @@ def diagonal_fisher(
 def answer_nll(model: nn.Module, tokenizer, example: Example, max_length: int) -> torch.Tensor:
     """The negative log-likelihood of one example's answer tokens (a sum, not a mean)."""
     batch = training_batch(tokenizer, [example], max_length)
-    tokens = int((batch["labels"][:, 1:] != IGNORE).sum())
     device = next(model.parameters()).device
-    return answer_loss(model, {k: v.to(device) for k, v in batch.items()}) * tokens
+    return answer_loss(model, {k: v.to(device) for k, v in batch.items()}, reduction="sum")
 
 
 class EWC:
