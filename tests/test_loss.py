@@ -2,27 +2,16 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mhmoe.cl.loss import answer_columns, answer_loss
-from mhmoe.data.collate import IGNORE, encode, training_batch
+from mhmoe.data.collate import IGNORE, training_batch
 from mhmoe.data.trace import Example
 from mhmoe.models import tiny_model, tiny_tokenizer
 
+from references import reference_loss
+
 EXAMPLES = [Example("Answer: A", "7 7"), Example("the a of 12 3", "B"), Example("9", "the answer of 5")]
-
-
-def reference_loss(model, tokenizer, examples, max_length=64):
-    """Each example alone, no padding, logits everywhere: summed answer-token losses over their count."""
-    total, count = 0.0, 0
-    for example in examples:
-        ids, labels = encode(tokenizer, example, max_length)
-        logits = model(torch.tensor([ids])).logits[0, :-1]
-        targets = torch.tensor(labels[1:])
-        total = total + F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
-        count += int((targets != IGNORE).sum())
-    return total / count
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3", "gemma3_text"])

@@ -92,9 +92,9 @@ def train_task(
     """Train the model's adapter on `task`'s training split; `log` receives one record per logged step."""
     examples = task.split("train")
     steps = steps_per_task(settings, len(examples))
+    hooks.before_task(model, task)  # first: it may change which parameters train (O-LoRA)
     optimizer, scheduler = make_optimizer(model, settings, steps)
     model.train()
-    hooks.before_task(model, task)
     start, tokens, loss_value = time.perf_counter(), 0, float("nan")
     order = batch_order(
         len(examples), steps, settings.batch_size * settings.grad_accum, seed=seed, task_index=task_index

@@ -12,7 +12,6 @@ from the penalty: it measures what the data pins down, not what EWC already prot
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,9 +20,8 @@ import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_int, check_positive
-from mhmoe.cl.loss import answer_loss
-from mhmoe.data.collate import training_batch
-from mhmoe.data.trace import Example, Task
+from mhmoe.cl.methods.memory import examples_loss, sample_examples
+from mhmoe.data.trace import Task
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters
 
@@ -62,13 +60,6 @@ def diagonal_fisher(
     return {name: f / max(count, 1) for name, f in fisher.items()}
 
 
-def answer_nll(model: nn.Module, tokenizer, example: Example, max_length: int) -> torch.Tensor:
-    """The negative log-likelihood of one example's answer tokens (a sum, not a mean)."""
-    batch = training_batch(tokenizer, [example], max_length)
-    device = next(model.parameters()).device
-    return answer_loss(model, {k: v.to(device) for k, v in batch.items()}, reduction="sum")
-
-
 class EWC:
     """The EWC hooks: a Fisher after each task, the quadratic penalty on every later step."""
 
@@ -91,15 +82,13 @@ class EWC:
         pass
 
     def after_task(self, model: nn.Module, task: Task) -> None:
-        examples = list(task.split("train"))
-        random.Random(f"{self.context.seed}:ewc:{task.name}").shuffle(examples)
-        examples = examples[: self.options.fisher_examples]
+        examples = sample_examples(task, self.options.fisher_examples, seed=self.context.seed, purpose="ewc")
         params = adapter_parameters(model)
         was_training = model.training
         model.eval()  # no dropout in the estimate
         new = diagonal_fisher(
             params,
-            (lambda e=e: answer_nll(model, self.context.tokenizer, e, self.context.max_length) for e in examples),
+            (lambda e=e: examples_loss(model, self.context, [e], reduction="sum") for e in examples),
         )
         model.train(was_training)
         decay = 1.0 if self.options.decay is None else self.options.decay

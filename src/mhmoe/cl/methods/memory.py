@@ -1,0 +1,54 @@
+"""What the rehearsal-style methods keep of earlier tasks: seeded samples of their training examples.
+
+EWC estimates its Fisher from such a sample; GEM and replay keep one per finished task as an episodic
+memory. Samples are a pure function of (seed, purpose, task name), so a rerun keeps the same memory.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from mhmoe.cl.loss import answer_loss
+from mhmoe.data.collate import training_batch
+from mhmoe.data.trace import Example, Task
+
+if TYPE_CHECKING:
+    from mhmoe.cl.methods import HookContext
+
+
+def sample_examples(task: Task, count: int, *, seed: int, purpose: str) -> list[Example]:
+    """Up to `count` of the task's training examples, a seeded shuffle's first ones."""
+    examples = list(task.split("train"))
+    random.Random(f"{seed}:{purpose}:{task.name}").shuffle(examples)
+    return examples[:count]
+
+
+def examples_loss(
+    model: nn.Module, context: HookContext, examples: list[Example], reduction: str = "mean"
+) -> torch.Tensor:
+    """The answer-token loss of a handful of examples, batched as the training loop batches them."""
+    batch = training_batch(context.tokenizer, examples, context.max_length)
+    device = next(model.parameters()).device
+    return answer_loss(model, {k: v.to(device) for k, v in batch.items()}, reduction=reduction)
+
+
+class EpisodicMemory:
+    """A seeded sample of each finished task's training examples, in stream order."""
+
+    def __init__(self, per_task: int, *, seed: int, purpose: str) -> None:
+        self.per_task, self.seed, self.purpose = per_task, seed, purpose
+        self.tasks: dict[str, list[Example]] = {}
+
+    def store(self, task: Task) -> None:
+        self.tasks[task.name] = sample_examples(task, self.per_task, seed=self.seed, purpose=self.purpose)
+
+    def examples(self) -> list[Example]:
+        """Every stored example, task after task."""
+        return [e for stored in self.tasks.values() for e in stored]
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks)
