@@ -2,6 +2,7 @@
 
 import pytest
 
+from mhmoe.cl.methods import METHODS
 from mhmoe.config import RunConfig, describe_settings, load_config, presets
 from mhmoe.errors import ConfigError
 
@@ -73,3 +74,10 @@ def test_every_setting_has_help():
     assert {"train.lr", "data.order", "model.name", "methods", "adapters"} <= keys
     assert all(doc for _, _, doc in rows), [key for key, _, doc in rows if not doc]
     assert RunConfig().to_dict()["train"]["betas"] == [0.9, 0.95]
+
+
+def test_every_method_option_has_help():
+    for method in METHODS.values():
+        if method.options is not None:
+            rows = describe_settings(method.options, f"method_options.{method.name}.")
+            assert rows and all(doc for _, _, doc in rows), [key for key, _, doc in rows if not doc]

@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from mhmoe.cl.evaluate_adapter import evaluate_adapter
 from mhmoe.cl.run import run
@@ -141,8 +143,26 @@ def test_cli_runs_a_local_trace_folder_end_to_end(tmp_path, capsys):
     assert "| mhmoe |" in capsys.readouterr().out
 
 
-def test_ewc_runs_in_the_same_loop(tmp_path):
-    config = tiny_config(tmp_path, "methods=[ewc]", "method_options.ewc.fisher_examples=4", "name=ewc")
-    results = json.loads((run(config) / "results.json").read_text())
-    ewc = results["methods"]["ewc"]
-    assert ewc["adapter"]["kind"] == "lora" and len(ewc["R"]) == 3
+def test_every_baseline_runs_in_the_same_loop_at_matched_parameters(tmp_path):
+    methods = ["seqlora", "ewc", "gem", "olora", "replay", "loramoe", "mhmoe"]
+    options = [
+        "method_options.ewc.fisher_examples=4",
+        "method_options.gem.memory_per_task=4",
+        "method_options.replay.memory_per_task=4",
+    ]
+    config = tiny_config(tmp_path, f"methods=[{', '.join(methods)}]", *options, "name=all")
+    run_dir = run(config)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert list(results["methods"]) == methods
+    assert all(len(m["R"]) == 3 for m in results["methods"].values())
+    olora = results["methods"]["olora"]
+    assert olora["adapter"]["kind"] == "olora" and olora["adapter"]["tasks"] == 3
+    activated = [m["parameters"]["activated"] for m in results["methods"].values()]
+    assert max(activated) / min(activated) < 1.1
+    # O-LoRA freezes a task's LoRA once the task is over: task 1's pair is the same after task 3.
+    first = load_file(run_dir / "adapters" / "olora" / "1-Stance-Policy" / "adapter_model.safetensors")
+    last = load_file(run_dir / "adapters" / "olora" / "3-QA-Choice" / "adapter_model.safetensors")
+    task_1 = [n for n in first if n.endswith(("adapter_A_0", "adapter_B_0"))]
+    assert task_1 and all(torch.equal(first[n], last[n]) for n in task_1)
+    assert any(not torch.equal(first[n], last[n]) for n in last if n.endswith("adapter_B_2"))
+    assert "| olora |" in (run_dir / "report.md").read_text()

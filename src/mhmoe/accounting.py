@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from mhmoe.adapters import AdapterConfig, LoRAMoEConfig
+from mhmoe.adapters import AdapterConfig, LoRAMoEConfig, OLoRAConfig
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters, module_shapes
 
@@ -24,6 +24,8 @@ def activated_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
         heads = config.router_heads
         router = d_in * config.experts
         return router + heads * config.top_k * config.rank * (d_in // heads + d_out)
+    if isinstance(config, OLoRAConfig):
+        return config.tasks * config.rank * (d_in + d_out)  # every task's LoRA stays in the forward
     return config.rank * (d_in + d_out)
 
 

@@ -18,7 +18,11 @@ def _settings_help() -> str:
     lines = ["methods:"]
     lines += [f"  {m.name:10} {m.summary}" for m in METHODS.values()]
     lines += ["", f"presets (CONFIG may name one): {', '.join(presets())}", "", "settings (--set KEY=VALUE):"]
-    for key, default, doc in describe_settings():
+    rows = describe_settings()
+    for method in METHODS.values():
+        if method.options is not None:
+            rows += describe_settings(method.options, f"method_options.{method.name}.")
+    for key, default, doc in rows:
         lines.append(f"  {key} = {json.dumps(default)}")
         lines += textwrap.wrap(doc, 100, initial_indent="      ", subsequent_indent="      ")
     return "\n".join(lines)

@@ -9,10 +9,11 @@ from torch import nn
 from mhmoe.adapters.config import AdapterConfig
 from mhmoe.adapters.lora import LoRAConfig, LoRALinear
 from mhmoe.adapters.moe import HeadedMoELinear, LoRAMoEConfig, MHMoEConfig
+from mhmoe.adapters.olora import OLoRAConfig, OLoRALinear
 from mhmoe.errors import ConfigError
 
-CONFIGS: dict[str, type[AdapterConfig]] = {c.kind: c for c in (LoRAConfig, LoRAMoEConfig, MHMoEConfig)}
-ADAPTER_LAYERS = (LoRALinear, HeadedMoELinear)
+CONFIGS: dict[str, type[AdapterConfig]] = {c.kind: c for c in (LoRAConfig, LoRAMoEConfig, MHMoEConfig, OLoRAConfig)}
+ADAPTER_LAYERS = (LoRALinear, HeadedMoELinear, OLoRALinear)
 MOE_LAYERS = (HeadedMoELinear,)
 
 
@@ -29,6 +30,8 @@ def build_layer(config: AdapterConfig, base_layer: nn.Linear) -> nn.Module:
             balance_coef=config.balance_coef,
             gate=config.gate,
         )
+    if isinstance(config, OLoRAConfig):
+        return OLoRALinear(base_layer, **shared, tasks=config.tasks)
     return LoRALinear(base_layer, **shared)
 
 
@@ -56,6 +59,8 @@ __all__ = [
     "LoRALinear",
     "LoRAMoEConfig",
     "MHMoEConfig",
+    "OLoRAConfig",
+    "OLoRALinear",
     "build_layer",
     "config_from_dict",
 ]

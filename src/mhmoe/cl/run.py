@@ -36,13 +36,19 @@ from mhmoe.metrics import bwt, fwt, op
 from mhmoe.models import load_model
 
 
-def method_adapters(config: RunConfig, model: nn.Module) -> dict[str, AdapterConfig]:
-    """Each method's adapter config, its rank matched to `config.match_activated`'s activated parameters."""
+def method_adapters(config: RunConfig, model: nn.Module, stream_length: int) -> dict[str, AdapterConfig]:
+    """Each method's adapter config, its rank matched to `config.match_activated`'s activated parameters.
+
+    An adapter with one LoRA per task (O-LoRA) gets one per task of the stream and is matched with all of
+    them in the forward pass, as after the last task.
+    """
     reference = config.adapter(config.match_activated) if config.match_activated else None
     adapters = {}
     for name in config.methods:
         kind = METHODS[name].adapter
         adapter = config.adapter(kind)
+        if "tasks" in adapter.__dataclass_fields__:
+            adapter = dataclasses.replace(adapter, tasks=stream_length)
         check_attachable(model, adapter)
         if reference is not None and kind != reference.kind:
             # Keep the kind's own alpha / rank: at a fixed alpha a larger rank would learn more slowly.
@@ -99,7 +105,9 @@ def train_method(
     model = attach(copy.deepcopy(base_model), adapter)
     counts = count_parameters(model)
     model = accelerator.prepare(model)
-    context = HookContext(tokenizer=tokenizer, max_length=config.train.max_length, seed=config.seed)
+    context = HookContext(
+        tokenizer=tokenizer, max_length=config.train.max_length, seed=config.seed, batch_size=config.train.batch_size
+    )
     hooks = METHODS[name].hooks(config.options(name), context)
     R, train_seconds, eval_seconds = [], 0.0, 0.0
     for index, task in enumerate(tasks):
@@ -145,7 +153,7 @@ def run(config: RunConfig, *, preset: str | None = None) -> Path:
     tasks = load_tasks(config.data, config.seed)
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
-    adapters = method_adapters(config, base_model)
+    adapters = method_adapters(config, base_model, len(tasks))
     run_dir = new_run_dir(config, preset)
     write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     accelerator = Accelerator(log_with=config.log_with or None, project_dir=run_dir)

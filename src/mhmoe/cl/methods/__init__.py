@@ -35,6 +35,8 @@ class HookContext:
     tokenizer: Any
     max_length: int
     seed: int
+    batch_size: int = 8
+    """Examples per micro-batch, for methods that batch their own examples (GEM's memory, replay)."""
 
 
 class NoHooks:
@@ -70,6 +72,9 @@ class Method:
 
 def _registry() -> dict[str, Method]:
     from mhmoe.cl.methods.ewc import EWC, EWCOptions
+    from mhmoe.cl.methods.gem import GEM, GEMOptions
+    from mhmoe.cl.methods.olora import OLoRA, OLoRAOptions
+    from mhmoe.cl.methods.replay import Replay, ReplayOptions
 
     return {
         m.name: m
@@ -84,6 +89,27 @@ def _registry() -> dict[str, Method]:
                 EWC,
                 "SeqLoRA plus a diagonal-Fisher penalty anchoring earlier tasks' weights",
                 EWCOptions,
+            ),
+            Method(
+                "gem",
+                "lora",
+                GEM,
+                "SeqLoRA whose gradient is projected so it never conflicts with earlier tasks' memory gradients",
+                GEMOptions,
+            ),
+            Method(
+                "olora",
+                "olora",
+                OLoRA,
+                "a fresh LoRA per task, kept orthogonal to the frozen LoRAs of earlier tasks",
+                OLoRAOptions,
+            ),
+            Method(
+                "replay",
+                "lora",
+                Replay,
+                "SeqLoRA that also trains on stored examples of earlier tasks in every batch",
+                ReplayOptions,
             ),
         )
     }
