@@ -28,6 +28,12 @@ def _settings_help() -> str:
     return "\n".join(lines)
 
 
+def _analysis_settings():
+    from mhmoe.config import AnalysisSettings, describe_settings
+
+    return describe_settings(AnalysisSettings, "analysis.")
+
+
 def _shortcuts(args: argparse.Namespace) -> list[str]:
     """The convenience flags as the --set overrides they stand for."""
     overrides = []
@@ -74,6 +80,14 @@ def command_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_analyze(args: argparse.Namespace) -> int:
+    from mhmoe.analysis.analyze import analyze
+
+    out = analyze(args.run_dir, list(args.set or []), progress=True)
+    print(f"analysis: {out / 'analysis.json'}  (pictures in {out}; report: {Path(args.run_dir) / 'report.md'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mhmoe", description="Continual fine-tuning of language models with mixture-of-experts adapters."
@@ -99,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("adapter", help="folder holding adapter_config.json and adapter_model.safetensors")
     _add_config_arguments(evaluate)
     evaluate.set_defaults(handler=command_eval)
+    analyze = commands.add_parser(
+        "analyze",
+        help="probes, head ablation, gradient cosines, N_eff and route-wise forgetting of a finished run",
+        description="Analyse a finished run folder: writes RUN_DIR/analysis (analysis.json and six pictures) "
+        "and an 'Analysis' section of RUN_DIR/report.md. Settings are the run's, with analysis.* overrides.",
+        epilog="\n".join(
+            ["settings (--set analysis.KEY=VALUE):"]
+            + [f"  {key} = {json.dumps(default)}\n      {doc}" for key, default, doc in _analysis_settings()]
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    analyze.add_argument("run_dir", help="a run folder written by `mhmoe run`")
+    analyze.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+    analyze.set_defaults(handler=command_analyze)
     return parser
 
 

@@ -138,6 +138,43 @@ class EvalSettings:
 
 
 @dataclass
+class AnalysisSettings:
+    examples_per_task: int = 128
+    """Training examples analysed per task (a seeded sample); every token of them counts."""
+    module: str = "up_proj"
+    """Which adapted linear of each layer is analysed (a module-name suffix); its input is the router input."""
+    max_layers: int = 8
+    """Layers analysed, evenly spaced from first to last."""
+    heads: int = 8
+    """Head slices for the probes' ablation when the run has no MH-MoE adapter (else its heads)."""
+    frequency_buckets: int = 4
+    """Quantile buckets of token frequency over the analysed tokens."""
+    position_buckets: int = 4
+    """Buckets of relative position in the sequence."""
+    probe_tokens: int = 8000
+    """Tokens whose router inputs are kept for the probes (a seeded sample)."""
+    test_share: float = 0.25
+    """Share of the probe tokens held out to score the probes."""
+    gradient_tokens: int = 1500
+    """Tokens whose per-token gradients are compared (the cost grows with its square)."""
+    bins: int = 4
+    """Equal-mass N_eff bins for route-wise forgetting."""
+    min_route_tokens: int = 5
+    """Routes with fewer old-task tokens are left out of the correlation (never out of the bins)."""
+    batch_size: int = 16
+    """Examples per forward pass."""
+
+    def __post_init__(self) -> None:
+        for name in ("examples_per_task", "max_layers", "heads", "probe_tokens", "gradient_tokens", "batch_size"):
+            check_int("analysis", name, getattr(self, name))
+        for name in ("frequency_buckets", "position_buckets", "bins"):
+            check_int("analysis", name, getattr(self, name), minimum=2)
+        check_int("analysis", "min_route_tokens", self.min_route_tokens)
+        if not 0 < self.test_share < 1:
+            raise ConfigError(f"analysis config: field 'test_share' must be in (0, 1), got {self.test_share!r}")
+
+
+@dataclass
 class RunConfig:
     name: str | None = None
     """Run folder name under output_dir; empty means '<preset or methods>-<date>-<time>'."""
@@ -158,6 +195,7 @@ class RunConfig:
     data: DataSettings = field(default_factory=DataSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     adapters: dict[str, dict[str, Any]] = field(default_factory=lambda: {kind: {} for kind in CONFIGS})
     """Per adapter kind, fields of its config (rank, experts, heads, top_k, target_modules...)."""
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -1,0 +1,105 @@
+"""The analysed tokens and their features: domain (task), label, token-frequency and position buckets.
+
+Every token with a next token counts (prompt and answer, padding excluded), in the row-major order of
+the left-padded batches the recorders run, so index t means the same token everywhere. A composition is
+the tuple of a token's four feature values.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mhmoe.data.collate import training_batch
+from mhmoe.data.trace import Example, Task
+
+FEATURES = ("domain", "label", "frequency", "position")
+NO_LABEL = "-"
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    values: dict[str, np.ndarray]
+    """Per feature, each token's value index."""
+    names: dict[str, list[str]]
+    """Per feature, the name of each value index."""
+
+    def __len__(self) -> int:
+        return len(self.values["domain"])
+
+    def compositions(self, features=FEATURES) -> np.ndarray:
+        """Each token's composition as an integer id (the tuple of its feature values)."""
+        rows = np.stack([self.values[f] for f in features], axis=1)
+        return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def analysis_examples(tasks: list[Task], per_task: int, seed: int) -> list[tuple[int, Example]]:
+    """A seeded sample of each task's training examples, as (task index, example), task after task."""
+    chosen = []
+    for index, task in enumerate(tasks):
+        examples = list(task.split("train"))
+        random.Random(f"{seed}:analysis:{task.name}").shuffle(examples)
+        chosen += [(index, e) for e in examples[:per_task]]
+    return chosen
+
+
+def analysis_batches(tokenizer, examples: list[tuple[int, Example]], batch_size: int, max_length: int) -> list[dict]:
+    """Left-padded batches of the examples, each with the task index of its rows."""
+    batches = []
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        batch = training_batch(tokenizer, [e for _, e in chunk], max_length)
+        batch["task"] = torch.tensor([t for t, _ in chunk])
+        batches.append(batch)
+    return batches
+
+
+def token_mask(batch: dict) -> torch.Tensor:
+    """(B, L) True at the analysed tokens: real tokens that have a next token."""
+    mask = batch["attention_mask"].bool().clone()
+    mask[:, -1] = False  # left padding: the last column is every row's final token
+    return mask
+
+
+def _buckets(values: np.ndarray, count: int) -> np.ndarray:
+    edges = np.quantile(values, np.arange(1, count) / count)
+    return np.searchsorted(edges, values, side="right")
+
+
+def token_table(
+    batches: list[dict], examples, task_names: list[str], *, frequency_buckets: int, position_buckets: int
+):
+    """The features of every analysed token of `batches` (made from `examples` by analysis_batches)."""
+    labels = [e.features.get("label", NO_LABEL) for _, e in examples]
+    label_names = sorted(set(labels))
+    domain, label, ids, position = [], [], [], []
+    row = 0
+    for batch in batches:
+        mask = token_mask(batch)
+        lengths = mask.sum(dim=1)
+        for b in range(mask.shape[0]):
+            n = int(lengths[b])
+            domain += [int(batch["task"][b])] * n
+            label += [label_names.index(labels[row])] * n
+            ids += batch["input_ids"][b][mask[b]].tolist()
+            position += (np.minimum(np.arange(n) * position_buckets // max(n, 1), position_buckets - 1)).tolist()
+            row += 1
+    ids = np.array(ids)
+    counts = np.bincount(ids)[ids]  # how often each token's id occurs among the analysed tokens
+    return TokenTable(
+        values={
+            "domain": np.array(domain),
+            "label": np.array(label),
+            "frequency": _buckets(counts, frequency_buckets),
+            "position": np.array(position),
+        },
+        names={
+            "domain": list(task_names),
+            "label": label_names,
+            "frequency": [f"q{i + 1}" for i in range(frequency_buckets)],
+            "position": [f"{i}/{position_buckets}" for i in range(position_buckets)],
+        },
+    )
