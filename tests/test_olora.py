@@ -73,10 +73,16 @@ def test_hooks_move_to_the_next_lora_each_task_and_add_the_penalty():
     task = Task("t", "accuracy", 2, {})
     hooks.before_task(model, task)
     assert hooks.penalty(model) is None  # nothing to be orthogonal to yet
+    hooks.after_task(model, task)
     hooks.before_task(model, task)
+    hooks.before_task(model, task)  # again, as a resumed run does: still task 2's LoRA
     assert [p.requires_grad for p in model[0].lora(1)] == [True, True]
     assert not any(p.requires_grad for p in model[0].lora(0))
     assert hooks.penalty(model).item() == 0.5 * 7
+    resumed = OLoRA(OLoRAOptions(lambda1=0.5), HookContext(tokenizer=None, max_length=8, seed=0))
+    resumed.load_state_dict(hooks.state_dict())
+    assert resumed.penalty(model).item() == 0.5 * 7
+    hooks.after_task(model, task)
     with pytest.raises(ConfigError, match="beyond"):
         hooks.before_task(model, task)
 

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from mhmoe.errors import MhmoeError
+from mhmoe.errors import ConfigError, MhmoeError
 
 
 def _settings_help() -> str:
@@ -60,9 +60,13 @@ def command_run(args: argparse.Namespace) -> int:
     from mhmoe.cl.run import run
     from mhmoe.config import DEFAULT_PRESET, load_config
 
-    source = args.config or DEFAULT_PRESET
-    config = load_config(source, _shortcuts(args))
-    run_dir = run(config, preset=Path(source).stem)
+    if args.resume:
+        if args.config or _shortcuts(args):
+            raise ConfigError("--resume continues a run with its own saved settings; give no CONFIG or overrides")
+        run_dir = run(resume=args.resume)
+    else:
+        source = args.config or DEFAULT_PRESET
+        run_dir = run(load_config(source, _shortcuts(args)), preset=Path(source).stem)
     results = json.loads((run_dir / "results.json").read_text())
     print(comparison_table(results))
     print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.md'})")
@@ -104,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(run)
     run.add_argument("--methods", help="comma-separated methods, e.g. lora,loramoe,mhmoe")
     run.add_argument("--name", help="run folder name under output_dir")
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its newest checkpoint; it ends with the results it would have had",
+    )
     run.set_defaults(handler=command_run)
     evaluate = commands.add_parser(
         "eval",

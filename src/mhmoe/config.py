@@ -104,6 +104,8 @@ class TrainSettings:
     """Gradient clipping by global norm; empty turns it off."""
     log_every: int = 1
     """Write training metrics every this many optimizer steps."""
+    checkpoint_every: int = 50
+    """Also checkpoint every this many optimizer steps inside a task (0: only at task ends)."""
 
     def __post_init__(self) -> None:
         for name in ("lr", "eps"):
@@ -113,6 +115,7 @@ class TrainSettings:
             check_int("train", name, getattr(self, name))
         if self.max_steps is not None:
             check_int("train", "max_steps", self.max_steps)
+        check_int("train", "checkpoint_every", self.checkpoint_every, minimum=0)
         if self.max_grad_norm is not None:
             check_positive("train", "max_grad_norm", self.max_grad_norm)
         if not 0 <= self.warmup_ratio < 1:

@@ -15,3 +15,7 @@ class AdapterFileError(MhmoeError):
 
 class ModelLoadError(MhmoeError):
     """A base model that cannot be found or loaded."""
+
+
+class CheckpointError(MhmoeError):
+    """A run's checkpoint that is missing, truncated or tampered with, or a run that cannot be resumed."""

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,24 @@ from torch import nn
 
 from mhmoe.accounting import count_parameters, matched_rank
 from mhmoe.adapters import AdapterConfig
+from mhmoe.cl.checkpoint import (
+    Checkpoint,
+    Position,
+    clear_checkpoints,
+    latest_folder,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mhmoe.cl.evaluate import score_stream
 from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.report import write_report
-from mhmoe.cl.train import train_task
-from mhmoe.config import RunConfig
+from mhmoe.cl.train import TrainingError, steps_per_task, train_task
+from mhmoe.config import RunConfig, load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.data.trace import Task
-from mhmoe.errors import ConfigError
+from mhmoe.errors import CheckpointError, ConfigError
 from mhmoe.files import write_json, write_text
-from mhmoe.inject import attach, check_attachable, save_adapter
+from mhmoe.inject import adapter_parameters, attach, check_attachable, save_adapter
 from mhmoe.metrics import bwt, fwt, op
 from mhmoe.models import load_model
 
@@ -71,9 +80,15 @@ def new_run_dir(config: RunConfig, preset: str | None = None) -> Path:
 class MetricsLog:
     """Appends one JSON line per record to metrics.jsonl and mirrors numbers to Accelerate's trackers."""
 
-    def __init__(self, path: Path, accelerator: Accelerator):
+    def __init__(self, path: Path, accelerator: Accelerator, *, resume_at: int | None = None):
         self.path, self.accelerator, self.steps = path, accelerator, {}
         self.started = time.perf_counter()
+        if resume_at is not None and accelerator.is_main_process and path.exists():
+            with path.open("r+b") as f:  # drop what was logged after the checkpoint: it is about to be redone
+                f.truncate(resume_at)
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
 
     def __call__(self, record: dict[str, Any]) -> None:
         if not self.accelerator.is_main_process:
@@ -88,56 +103,120 @@ class MetricsLog:
             self.accelerator.log(values, step=step)
 
 
+@dataclass
+class RunContext:
+    """What every method's training shares within one run."""
+
+    run_dir: Path
+    config: RunConfig
+    tasks: list[Task]
+    tokenizer: Any
+    accelerator: Accelerator
+    log: MetricsLog
+    results: dict[str, Any]
+
+    def checkpoint(
+        self, position: Position, *, model=None, hooks=None, rows=(), seconds=None, optimizer=None, scheduler=None
+    ):
+        """Save the run's state at `position` (rank 0 writes; every process waits for it)."""
+        if self.accelerator.is_main_process:
+            training = None
+            if hooks is not None:
+                training = {"hooks": hooks.state_dict(), "rng": torch.get_rng_state()}
+                if optimizer is not None:
+                    training |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            adapter = adapter_parameters(self.accelerator.unwrap_model(model)) if model is not None else None
+            save_checkpoint(
+                self.run_dir,
+                Checkpoint(
+                    position, self.results, list(rows), dict(seconds or {}), self.log.size(), adapter, training
+                ),
+            )
+        self.accelerator.wait_for_everyone()
+
+
+def _restore(model: nn.Module, hooks, resume: Checkpoint) -> None:
+    """Put the adapter, the hooks' state and the RNG back as the checkpoint holds them."""
+    params = adapter_parameters(model)
+    if resume.adapter is None or set(resume.adapter) != set(params):
+        raise CheckpointError("checkpoint: its adapter tensors do not match this run's adapter")
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(resume.adapter[name])
+    hooks.load_state_dict(resume.training["hooks"])
+    torch.set_rng_state(resume.training["rng"])
+
+
 def train_method(
-    name: str,
-    adapter: AdapterConfig,
-    base_model: nn.Module,
-    tokenizer,
-    tasks: list[Task],
-    config: RunConfig,
-    *,
-    run_dir: Path,
-    accelerator: Accelerator,
-    log: MetricsLog,
+    index: int, name: str, adapter: AdapterConfig, base_model: nn.Module, ctx: RunContext, resume: Checkpoint | None
 ) -> dict[str, Any]:
-    """Train one method through the stream; returns its R matrix, parameter counts and timings."""
+    """Train one method through the stream (from `resume`'s position, if given); returns R, counts, timings."""
+    config, tasks, tokenizer, accelerator = ctx.config, ctx.tasks, ctx.tokenizer, ctx.accelerator
     torch.manual_seed(config.seed)  # the same adapter initialisation whatever ran before
     model = attach(copy.deepcopy(base_model), adapter)
     counts = count_parameters(model)
-    model = accelerator.prepare(model)
     context = HookContext(
         tokenizer=tokenizer, max_length=config.train.max_length, seed=config.seed, batch_size=config.train.batch_size
     )
     hooks = METHODS[name].hooks(config.options(name), context)
-    R, train_seconds, eval_seconds = [], 0.0, 0.0
-    for index, task in enumerate(tasks):
-        stats = train_task(
-            model,
-            tokenizer,
-            task,
-            config.train,
-            accelerator=accelerator,
-            hooks=hooks,
-            seed=config.seed,
-            task_index=index,
-            log=lambda record: log({"event": "train", "method": name, **record}),
-            progress=config.progress,
-            label=f"{name} {index + 1}/{len(tasks)} {task.name}",
-        )
-        train_seconds += stats.seconds
-        if accelerator.is_main_process:
-            save_adapter(accelerator.unwrap_model(model), run_dir / "adapters" / name / f"{index + 1}-{task.name}")
-        start = time.perf_counter()
-        label = f"{name} evaluate after {index + 1}/{len(tasks)}"
+    R, seconds = [], {"train": 0.0, "eval": 0.0}
+    start = Position(index, 0, 0)
+    if resume is not None:
+        _restore(model, hooks, resume)
+        R, seconds, start = [list(r) for r in resume.rows], dict(resume.seconds), resume.position
+    model = accelerator.prepare(model)
+    every = config.train.checkpoint_every
+
+    def save(task_index: int, step: int, optimizer=None, scheduler=None) -> None:
+        state = {"model": model, "hooks": hooks, "rows": R, "seconds": seconds}
+        ctx.checkpoint(Position(index, task_index, step), **state, optimizer=optimizer, scheduler=scheduler)
+
+    for task_index in range(start.task, len(tasks)):
+        task = tasks[task_index]
+        steps = steps_per_task(config.train, len(task.split("train")))
+        done = start.step if task_index == start.task else 0
+        stats = {}
+        if done < steps:
+            partial = None
+            if done > 0:
+                partial = {"step": done, **{k: resume.training[k] for k in ("optimizer", "scheduler")}}
+            trained = train_task(
+                model,
+                tokenizer,
+                task,
+                config.train,
+                accelerator=accelerator,
+                hooks=hooks,
+                seed=config.seed,
+                task_index=task_index,
+                log=lambda record: ctx.log({"event": "train", "method": name, **record}),
+                progress=config.progress,
+                label=f"{name} {task_index + 1}/{len(tasks)} {task.name}",
+                resume=partial,
+                on_step=lambda step, opt, sch, t=task_index, n=steps: (
+                    save(t, step, opt, sch) if every and step % every == 0 and step < n else None
+                ),
+            )
+            seconds["train"] += trained.seconds
+            stats = vars(trained)
+            if accelerator.is_main_process:
+                folder = ctx.run_dir / "adapters" / name / f"{task_index + 1}-{task.name}"
+                save_adapter(accelerator.unwrap_model(model), folder)
+            save(task_index, steps)  # trained; a kill while scoring resumes here
+        began = time.perf_counter()
+        label = f"{name} evaluate after {task_index + 1}/{len(tasks)}"
         R.append(score_stream(model, tokenizer, tasks, config.eval, progress=config.progress, label=label))
-        eval_seconds += time.perf_counter() - start
-        log({"event": "eval", "method": name, "task": task.name, "after_task": index, "scores": R[-1], **vars(stats)})
+        seconds["eval"] += time.perf_counter() - began
+        ctx.log(
+            {"event": "eval", "method": name, "task": task.name, "after_task": task_index, "scores": R[-1], **stats}
+        )
+        save(task_index + 1, 0)
     return {
         "adapter": adapter.to_dict(),
         "parameters": dataclasses.asdict(counts),
         "R": R,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
+        "train_seconds": seconds["train"],
+        "eval_seconds": seconds["eval"],
     }
 
 
@@ -147,35 +226,74 @@ def summarise(result: dict[str, Any], base: list[float]) -> dict[str, Any]:
     return {**result, "op": op(R), "bwt": bwt(R), "fwt": fwt(R, base)}
 
 
-def run(config: RunConfig, *, preset: str | None = None) -> Path:
-    """Run every method of `config` on its stream; returns the run folder (results.json, report.md, ...)."""
+def _resumable(run_dir: Path) -> tuple[RunConfig, Checkpoint]:
+    """The saved settings and newest checkpoint of an interrupted run, or a one-line reason why not."""
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path}: not found; --resume needs a run folder written by `mhmoe run`")
+    checkpoint = load_checkpoint(run_dir)
+    if checkpoint is None:
+        finished = (run_dir / "report.md").is_file()
+        reason = "the run has finished" if finished else "it was stopped before its first checkpoint; start it again"
+        raise CheckpointError(f"{run_dir}: nothing to resume ({reason})")
+    return load_config(config_path), checkpoint
+
+
+def run(config: RunConfig | None = None, *, preset: str | None = None, resume: str | Path | None = None) -> Path:
+    """Run every method of `config` on its stream, or continue the interrupted run in folder `resume`.
+
+    Returns the run folder (results.json, report.md, ...). A resumed run ends with the same results as an
+    uninterrupted one: it restarts from the newest checkpoint with the same data order, state and RNG.
+    """
     started = time.perf_counter()
+    checkpoint = None
+    if resume is not None:
+        config, checkpoint = _resumable(Path(resume))
     tasks = load_tasks(config.data, config.seed)
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
     adapters = method_adapters(config, base_model, len(tasks))
-    run_dir = new_run_dir(config, preset)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if checkpoint is not None:
+        run_dir = Path(resume)
+    else:
+        run_dir = new_run_dir(config, preset)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     accelerator = Accelerator(log_with=config.log_with or None, project_dir=run_dir)
     if config.log_with:
         accelerator.init_trackers("tracking", config=_flat(config.to_dict()))
-    log = MetricsLog(run_dir / "metrics.jsonl", accelerator)
+    log = MetricsLog(run_dir / "metrics.jsonl", accelerator, resume_at=checkpoint and checkpoint.metrics_bytes)
     base_model.to(accelerator.device)
-    base = score_stream(
-        base_model, tokenizer, tasks, config.eval, progress=config.progress, label="untrained evaluate"
-    )
-    log({"event": "eval", "method": "untrained", "scores": base})
-    results = {"tasks": [t.name for t in tasks], "model": config.model.name, "base": base, "methods": {}}
-    for name, adapter in adapters.items():
-        result = train_method(
-            name, adapter, base_model, tokenizer, tasks, config, run_dir=run_dir, accelerator=accelerator, log=log
+    if checkpoint is None:
+        base = score_stream(
+            base_model, tokenizer, tasks, config.eval, progress=config.progress, label="untrained evaluate"
         )
-        results["methods"][name] = summarise(result, base)
-        results["seconds"] = time.perf_counter() - started
+        log({"event": "eval", "method": "untrained", "scores": base})
+        results = {"tasks": [t.name for t in tasks], "model": config.model.name, "base": base, "methods": {}}
+    else:
+        results = checkpoint.results
+    ctx = RunContext(run_dir, config, tasks, tokenizer, accelerator, log, results)
+    if checkpoint is None:
+        ctx.checkpoint(Position(0, 0, 0))
+    for index, (name, adapter) in enumerate(adapters.items()):
+        if checkpoint is not None and index < checkpoint.position.method:
+            continue
+        here = None  # a checkpoint between methods holds no adapter: the method starts afresh
+        if checkpoint is not None and index == checkpoint.position.method and checkpoint.adapter is not None:
+            here = checkpoint
+        try:
+            result = train_method(index, name, adapter, base_model, ctx, here)
+        except TrainingError as err:
+            latest = latest_folder(run_dir)
+            raise TrainingError(f"{err}; the last good checkpoint is kept ({latest}; see --resume)") from None
+        results["methods"][name] = summarise(result, results["base"])
+        results["seconds"] = results.get("seconds", 0.0) + time.perf_counter() - started
+        started = time.perf_counter()
         if accelerator.is_main_process:
             write_json(run_dir / "results.json", results)
+        ctx.checkpoint(Position(index + 1, 0, 0))
     if accelerator.is_main_process:
         write_report(run_dir, results)
+        clear_checkpoints(run_dir)
     accelerator.end_training()
     return run_dir
 

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -88,19 +89,38 @@ def train_task(
     log: Callable[[dict], None] = lambda record: None,
     progress: bool = True,
     label: str = "",
+    resume: dict | None = None,
+    on_step: Callable[[int, Any, Any], None] | None = None,
 ) -> TaskTraining:
-    """Train the model's adapter on `task`'s training split; `log` receives one record per logged step."""
+    """Train the model's adapter on `task`'s training split; `log` receives one record per logged step.
+
+    `resume` ({"step", "optimizer", "scheduler"} from a checkpoint) continues a task part-way: the batch
+    order is a function of the step, so skipping the finished steps lands on the same batches.
+    `on_step(step, optimizer, scheduler)` runs after every optimizer step (to checkpoint).
+    """
     examples = task.split("train")
     steps = steps_per_task(settings, len(examples))
     hooks.before_task(model, task)  # first: it may change which parameters train (O-LoRA)
     optimizer, scheduler = make_optimizer(model, settings, steps)
+    first_step = 1
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        first_step = resume["step"] + 1
     model.train()
     start, tokens, loss_value = time.perf_counter(), 0, float("nan")
     order = batch_order(
         len(examples), steps, settings.batch_size * settings.grad_accum, seed=seed, task_index=task_index
     )
-    bar = tqdm(order, desc=label or task.name, disable=not progress or not accelerator.is_main_process, leave=False)
-    for step, indices in enumerate(bar, start=1):
+    bar = tqdm(
+        order[first_step - 1 :],
+        desc=label or task.name,
+        disable=not progress or not accelerator.is_main_process,
+        leave=False,
+        initial=first_step - 1,
+        total=steps,
+    )
+    for step, indices in enumerate(bar, start=first_step):
         step_start, step_tokens, losses = time.perf_counter(), 0, []
         micro = list(_micro_batches(tokenizer, [examples[i] for i in indices], settings))
         for batch in micro:
@@ -137,6 +157,8 @@ def train_task(
                     "tokens_per_s": step_tokens / seconds,
                 }
             )
+        if on_step is not None:
+            on_step(step, optimizer, scheduler)
     hooks.after_task(model, task)
     model.eval()
     return TaskTraining(steps, len(examples), tokens, time.perf_counter() - start, loss_value)

@@ -17,7 +17,12 @@ from mhmoe.data.trace import Task
 
 
 class Hooks(Protocol):
-    """What a method may add to the training loop; every hook is optional in effect (a no-op is fine)."""
+    """What a method may add to the training loop; every hook is optional in effect (a no-op is fine).
+
+    For exact resume, `state_dict` returns everything the hooks have learned (tensors, numbers, strings,
+    lists and dicts of them: what `torch.load(weights_only=True)` reads back), and `before_task` must be
+    safe to call again on the same task after `load_state_dict`.
+    """
 
     def before_task(self, model: nn.Module, task: Task) -> None: ...
 
@@ -26,6 +31,10 @@ class Hooks(Protocol):
     def after_backward(self, model: nn.Module) -> None: ...
 
     def after_task(self, model: nn.Module, task: Task) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,12 @@ class NoHooks:
         pass
 
     def after_task(self, model: nn.Module, task: Task) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
 

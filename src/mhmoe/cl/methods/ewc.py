@@ -81,6 +81,12 @@ class EWC:
     def after_backward(self, model: nn.Module) -> None:
         pass
 
+    def state_dict(self) -> dict:
+        return {"fisher": self.fisher, "anchor": self.anchor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fisher, self.anchor = dict(state["fisher"]), dict(state["anchor"])
+
     def after_task(self, model: nn.Module, task: Task) -> None:
         examples = sample_examples(task, self.options.fisher_examples, seed=self.context.seed, purpose="ewc")
         params = adapter_parameters(model)

@@ -107,3 +107,10 @@ class GEM:
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         self.memory.store(task)
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict(), "projections": self.projections}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])
+        self.projections = state["projections"]

@@ -50,5 +50,11 @@ class EpisodicMemory:
         """Every stored example, task after task."""
         return [e for stored in self.tasks.values() for e in stored]
 
+    def state_dict(self) -> dict:
+        return {name: [[e.prompt, e.answer, e.features] for e in stored] for name, stored in self.tasks.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tasks = {name: [Example(p, a, dict(f)) for p, a, f in stored] for name, stored in state.items()}
+
     def __bool__(self) -> bool:
         return bool(self.tasks)

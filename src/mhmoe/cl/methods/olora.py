@@ -49,11 +49,10 @@ class OLoRA:
 
     def __init__(self, options: OLoRAOptions, context: HookContext) -> None:
         self.options = options
-        self.current = -1
-        """Index of the task being trained (its LoRA is the trainable one)."""
+        self.current = 0
+        """Index of the task being trained (its LoRA is the trainable one): the tasks finished so far."""
 
     def before_task(self, model: nn.Module, task: Task) -> None:
-        self.current += 1
         train_only_task(model, self.current)
 
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
@@ -65,4 +64,10 @@ class OLoRA:
         pass
 
     def after_task(self, model: nn.Module, task: Task) -> None:
-        pass
+        self.current += 1
+
+    def state_dict(self) -> dict:
+        return {"current": self.current}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.current = state["current"]

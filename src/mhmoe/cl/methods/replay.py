@@ -70,3 +70,10 @@ class Replay:
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         self.memory.store(task)
+
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict(), "draws": self.draws}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory.load_state_dict(state["memory"])
+        self.draws = state["draws"]
