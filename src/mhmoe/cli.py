@@ -57,7 +57,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command_run(args: argparse.Namespace) -> int:
     from mhmoe.cl.report import comparison_table
-    from mhmoe.cl.run import run
+    from mhmoe.cl.run import process_state, run
     from mhmoe.config import DEFAULT_PRESET, load_config
 
     if args.resume:
@@ -67,9 +67,10 @@ def command_run(args: argparse.Namespace) -> int:
     else:
         source = args.config or DEFAULT_PRESET
         run_dir = run(load_config(source, _shortcuts(args)), preset=Path(source).stem)
-    results = json.loads((run_dir / "results.json").read_text())
-    print(comparison_table(results))
-    print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.md'})")
+    if process_state().is_main_process:  # under torchrun / accelerate launch, one process reports
+        results = json.loads((run_dir / "results.json").read_text())
+        print(comparison_table(results))
+        print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 
 

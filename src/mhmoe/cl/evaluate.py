@@ -1,6 +1,7 @@
 """Score a model on a task: batched greedy generation with the KV cache, then the task's scorer.
 
-Greedy decoding is deterministic, so a score depends only on the weights. Scores are on 0-100.
+Greedy decoding is deterministic, so a score depends only on the weights. Scores are on 0-100. Under
+several processes each generates for its share of the examples and every process gathers all of them.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from mhmoe.config import EvalSettings
@@ -54,9 +57,14 @@ def generate(
 def score_task(model, tokenizer, task: Task, split: str = "test", **kwargs) -> tuple[float, list[str]]:
     """The task's score on `split` and the generations it was computed from."""
     examples = task.split(split)
+    state = PartialState()
+    mine = list(range(state.process_index, len(examples), state.num_processes))  # this process's share
     predictions = generate(
-        model, tokenizer, [e.prompt for e in examples], max_new_tokens=task.max_new_tokens, **kwargs
+        model, tokenizer, [examples[i].prompt for i in mine], max_new_tokens=task.max_new_tokens, **kwargs
     )
+    if state.num_processes > 1:
+        pairs = gather_object(list(zip(mine, predictions, strict=True)))
+        predictions = [text for _, text in sorted(pairs)]
     answers, sources = [e.answer for e in examples], [e.prompt for e in examples]
     return mean_score(task.scorer, predictions, answers, sources), predictions
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 import yaml
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
+from accelerate.utils import broadcast_object_list
 from torch import nn
 
 from mhmoe.accounting import count_parameters, matched_rank
@@ -68,13 +69,47 @@ def method_adapters(config: RunConfig, model: nn.Module, stream_length: int) -> 
 
 
 def new_run_dir(config: RunConfig, preset: str | None = None) -> Path:
-    """A fresh run folder; an existing non-empty one is refused rather than overwritten."""
+    """A fresh run folder; an existing non-empty one is refused rather than overwritten.
+
+    Under several processes the first one names the folder (the name may hold the time) and creates it;
+    every process checks it first, so all of them stop alike on a used folder.
+    """
+    state = PartialState()
     name = config.name or f"{preset or '-'.join(config.methods)}-{datetime.now():%Y%m%d-%H%M%S}"
+    if state.num_processes > 1:
+        name = broadcast_object_list([name])[0]
     run_dir = Path(config.output_dir) / name
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir}: run folder exists and is not empty; choose another name (--set name=...)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
     return run_dir
+
+
+def cpu_only() -> bool:
+    """True without a GPU or other accelerator: Accelerate then forms a process group under `torchrun` or
+    `accelerate launch` only when told to use the CPU, so it is told."""
+    return not torch.accelerator.is_available()
+
+
+def process_state() -> PartialState:
+    """The processes this run spans (one unless launched by torchrun or accelerate launch)."""
+    return PartialState(cpu=cpu_only())
+
+
+def check_processes(config: RunConfig) -> None:
+    """Every process must get an equal share of each optimizer step's examples."""
+    world = process_state().num_processes
+    per_step = config.train.batch_size * config.train.grad_accum
+    if per_step % world:
+        raise ConfigError(
+            f"train.batch_size * train.grad_accum = {per_step} examples per step do not split evenly over "
+            f"{world} processes"
+        )
+    if world > 1 and "olora" in config.methods:
+        raise ConfigError("method 'olora' changes which parameters train between tasks, which DDP cannot follow")
 
 
 class MetricsLog:
@@ -205,7 +240,8 @@ def train_method(
             save(task_index, steps)  # trained; a kill while scoring resumes here
         began = time.perf_counter()
         label = f"{name} evaluate after {task_index + 1}/{len(tasks)}"
-        R.append(score_stream(model, tokenizer, tasks, config.eval, progress=config.progress, label=label))
+        plain = accelerator.unwrap_model(model)
+        R.append(score_stream(plain, tokenizer, tasks, config.eval, progress=config.progress, label=label))
         seconds["eval"] += time.perf_counter() - began
         ctx.log(
             {"event": "eval", "method": name, "task": task.name, "after_task": task_index, "scores": R[-1], **stats}
@@ -249,6 +285,8 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
     checkpoint = None
     if resume is not None:
         config, checkpoint = _resumable(Path(resume))
+    state = process_state()
+    check_processes(config)
     tasks = load_tasks(config.data, config.seed)
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
@@ -257,8 +295,9 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
         run_dir = Path(resume)
     else:
         run_dir = new_run_dir(config, preset)
-        write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    accelerator = Accelerator(log_with=config.log_with or None, project_dir=run_dir)
+        if state.is_main_process:
+            write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    accelerator = Accelerator(log_with=config.log_with or None, project_dir=run_dir, cpu=cpu_only())
     if config.log_with:
         accelerator.init_trackers("tracking", config=_flat(config.to_dict()))
     log = MetricsLog(run_dir / "metrics.jsonl", accelerator, resume_at=checkpoint and checkpoint.metrics_bytes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from transformers import get_cosine_schedule_with_warmup
 from mhmoe.cl.loss import answer_loss
 from mhmoe.cl.methods import Hooks
 from mhmoe.config import TrainSettings
-from mhmoe.data.collate import training_batch
+from mhmoe.data.collate import IGNORE, training_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import MhmoeError
 from mhmoe.observe import balance_loss
@@ -76,6 +77,35 @@ def _micro_batches(tokenizer, examples: list[Example], settings: TrainSettings) 
         yield training_batch(tokenizer, examples[start : start + settings.batch_size], settings.max_length)
 
 
+def _answer_tokens(tokenizer, examples: list[Example], settings: TrainSettings) -> int:
+    """Answer tokens the loss covers in a whole optimizer step, over every process's share."""
+    labels = training_batch(tokenizer, examples, settings.max_length)["labels"]
+    return int((labels[:, 1:] != IGNORE).sum())
+
+
+def _accumulate(model, plain, micro: list[dict], hooks: Hooks, accelerator: Accelerator, *, answer_tokens: int):
+    """Backward over this process's micro-batches; returns its (answer-loss, added-loss) parts of the step loss.
+
+    The answer loss is summed and divided by the whole step's answer tokens, so accumulation and any split
+    over processes give exactly the gradient of the step's token mean (times the process count, which
+    DDP's averaging undoes). Penalties count once per step, whatever the split.
+    """
+    world = accelerator.num_processes
+    data = extra = torch.zeros((), device=accelerator.device)
+    for i, batch in enumerate(micro):
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        # Gradients are averaged across processes once per step, at the last micro-batch.
+        with accelerator.no_sync(model) if i < len(micro) - 1 else nullcontext():
+            nll = answer_loss(model, batch, reduction="sum") / answer_tokens
+            added = balance_loss(model)
+            penalty = hooks.penalty(plain)
+            if penalty is not None:
+                added = added + penalty
+            accelerator.backward(nll * world + added / len(micro))
+        data, extra = data + nll.detach(), extra + added.detach() / len(micro)
+    return data, extra
+
+
 def train_task(
     model: nn.Module,
     tokenizer,
@@ -100,7 +130,7 @@ def train_task(
     """
     examples = task.split("train")
     steps = steps_per_task(settings, len(examples))
-    hooks.before_task(model, task)  # first: it may change which parameters train (O-LoRA)
+    hooks.before_task(accelerator.unwrap_model(model), task)  # first: it may change which parameters train (O-LoRA)
     optimizer, scheduler = make_optimizer(model, settings, steps)
     first_step = 1
     if resume is not None:
@@ -120,22 +150,20 @@ def train_task(
         initial=first_step - 1,
         total=steps,
     )
+    plain = accelerator.unwrap_model(model)  # hooks see parameter names without a DDP/FSDP prefix
+    rank, world = accelerator.process_index, accelerator.num_processes
     for step, indices in enumerate(bar, start=first_step):
-        step_start, step_tokens, losses = time.perf_counter(), 0, []
-        micro = list(_micro_batches(tokenizer, [examples[i] for i in indices], settings))
-        for batch in micro:
-            step_tokens += int(batch["attention_mask"].sum())
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            loss = answer_loss(model, batch) + balance_loss(model)
-            penalty = hooks.penalty(model)
-            if penalty is not None:
-                loss = loss + penalty
-            accelerator.backward(loss / len(micro))
-            losses.append(loss.detach())
-        loss_value = float(torch.stack(losses).mean())
+        step_start = time.perf_counter()
+        step_examples = [examples[i] for i in indices]
+        micro = list(_micro_batches(tokenizer, step_examples[rank::world], settings))  # this process's share
+        step_tokens = sum(int(batch["attention_mask"].sum()) for batch in micro)
+        data, extra = _accumulate(
+            model, plain, micro, hooks, accelerator, answer_tokens=_answer_tokens(tokenizer, step_examples, settings)
+        )
+        loss_value = float(accelerator.reduce(data, "sum") + accelerator.reduce(extra, "mean"))
         if not math.isfinite(loss_value):
             raise TrainingError(f"{task.name}: the loss became {loss_value} at step {step}; lower train.lr")
-        hooks.after_backward(model)
+        hooks.after_backward(plain)
         grad_norm = None
         if settings.max_grad_norm is not None:
             grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm))
@@ -159,6 +187,6 @@ def train_task(
             )
         if on_step is not None:
             on_step(step, optimizer, scheduler)
-    hooks.after_task(model, task)
+    hooks.after_task(plain, task)
     model.eval()
     return TaskTraining(steps, len(examples), tokens, time.perf_counter() - start, loss_value)
