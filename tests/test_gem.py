@@ -134,3 +134,13 @@ def test_no_memory_no_change():
 def test_bad_options_are_refused(fields):
     with pytest.raises(ConfigError, match="gem config: field"):
         GEMOptions(**fields)
+
+
+def test_state_round_trip_through_a_safe_file(tmp_path):
+    model, tokenizer, context = setup_model()
+    gem = GEM(GEMOptions(memory_per_task=2), context)
+    gem.after_task(model, Task("old", "accuracy", 2, {"train": EXAMPLES["old"]}))
+    torch.save(gem.state_dict(), tmp_path / "state.pt")
+    resumed = GEM(GEMOptions(memory_per_task=2), context)
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert resumed.memory.tasks == gem.memory.tasks and resumed.projections == gem.projections

@@ -10,10 +10,12 @@ clipped at zero and normalised over heads, are the head shares.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import subspace_angles
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -44,7 +46,11 @@ def train_probe(h_train, y_train, h_test, y_test, *, max_iter: int = 300) -> Pro
     if len(np.unique(y_train)) < 2 or len(y_test) == 0:
         return None
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
-    model.fit(h_train, y_train)
+    with warnings.catch_warnings():
+        # Separable features (e.g. the domain) keep lbfgs growing the weights past max_iter; the accuracy
+        # has long settled by then, and a warning per probe would drown the progress bars.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(h_train, y_train)
     _, counts = np.unique(y_test, return_counts=True)
     return Probe(model, float(model.score(h_test, y_test)), float(counts.max() / len(y_test)))
 
