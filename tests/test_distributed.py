@@ -68,3 +68,30 @@ def test_a_step_that_does_not_split_evenly_is_refused_up_front(tmp_path):
     )
     assert done.returncode != 0 and "do not split evenly over 2 processes" in done.stderr
     assert not (tmp_path / "odd").exists()
+
+
+def test_analysis_split_over_two_processes_matches_one(tmp_path):
+    import shutil
+
+    from mhmoe.analysis.analyze import analyze
+
+    settings = [s for s in SETTINGS if not s.startswith(("methods", "method_options"))] + ["methods=[loramoe, mhmoe]"]
+    one = run(load_config(None, [*settings, f"output_dir={tmp_path}", "name=one"]))
+    two = tmp_path / "two"
+    shutil.copytree(one, two)
+    small = ["analysis.examples_per_task=8", "analysis.probe_tokens=300", "analysis.gradient_tokens=100"]
+    analyze(one, small, progress=False)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
+    done = subprocess.run(
+        [*launch, "-m", "mhmoe.cli", "analyze", str(two), *[f"--set={s}" for s in small]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = json.loads((one / "analysis" / "analysis.json").read_text())
+    b = json.loads((two / "analysis" / "analysis.json").read_text())
+    assert a["tokens"] == b["tokens"] and a["routes"] == b["routes"]
+    for layer in a["gradient_cosines"]:
+        assert a["gradient_cosines"][layer]["cross"] == pytest.approx(b["gradient_cosines"][layer]["cross"], abs=1e-9)
+    assert a["probes"] == b["probes"]

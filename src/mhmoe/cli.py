@@ -57,8 +57,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command_run(args: argparse.Namespace) -> int:
     from mhmoe.cl.report import comparison_table
-    from mhmoe.cl.run import process_state, run
+    from mhmoe.cl.run import run
     from mhmoe.config import DEFAULT_PRESET, load_config
+    from mhmoe.distributed import process_state
 
     if args.resume:
         if args.config or _shortcuts(args):

@@ -23,6 +23,7 @@ from mhmoe.analysis.summary import draw, report_section
 from mhmoe.analysis.tokens import FEATURES, TokenTable, analysis_batches, analysis_examples, token_table
 from mhmoe.config import AnalysisSettings, RunConfig, load_config
 from mhmoe.data.stream import load_tasks
+from mhmoe.distributed import process_state
 from mhmoe.errors import ConfigError
 from mhmoe.files import write_json, write_text
 from mhmoe.inject import find_targets, load_adapter
@@ -144,7 +145,11 @@ def _moe_methods(run_dir: Path, results: dict) -> dict[str, tuple[Path, Path]]:
 
 
 def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress: bool = True) -> Path:
-    """Run every diagnostic on a finished run; returns RUN_DIR/analysis (analysis.json and the pictures)."""
+    """Run every diagnostic on a finished run; returns RUN_DIR/analysis (analysis.json and the pictures).
+
+    Under `torchrun` / `accelerate launch` every model pass is split over the processes and gathered.
+    """
+    process_state()
     run_dir = Path(run_dir)
     results_path = run_dir / "results.json"
     if not results_path.is_file():
@@ -199,10 +204,12 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
         "settings": vars(s),
     }
     out = run_dir / "analysis"
-    out.mkdir(exist_ok=True)
-    write_json(out / "analysis.json", analysis)
-    pictures = draw(analysis, out)
-    _append_report(run_dir / "report.md", report_section(analysis, pictures, out.relative_to(run_dir)))
+    if process_state().is_main_process:  # every process holds the same results; one writes them
+        out.mkdir(exist_ok=True)
+        write_json(out / "analysis.json", analysis)
+        pictures = draw(analysis, out)
+        _append_report(run_dir / "report.md", report_section(analysis, pictures, out.relative_to(run_dir)))
+    process_state().wait_for_everyone()
     return out
 
 

@@ -1,19 +1,17 @@
 """Model passes over the analysed tokens, batch by batch: router inputs, routes, per-token losses and
 per-token output gradients. Only what a caller keeps is stored, so long corpora stream in bounded memory.
+Under several processes each takes its share of the batches and all of them gather the results.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from mhmoe.analysis.tokens import token_mask
+from mhmoe.distributed import map_shared
 from mhmoe.observe import record_routes
 
 
@@ -25,44 +23,42 @@ def _model_inputs(batch: dict, device) -> dict:
     return {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
 
 
-@contextmanager
-def _captured_inputs(model: nn.Module, modules: list[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Forward hooks that keep the latest input of each named module (the router input h)."""
-    seen: dict[str, torch.Tensor] = {}
-    handles = [
-        model.get_submodule(name).register_forward_hook(
-            lambda m, args, out, name=name: seen.__setitem__(name, args[0])
-        )
-        for name in modules
-    ]
-    try:
-        yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
+def _offsets(batches: list[dict]) -> list[int]:
+    """Index of each batch's first analysed token among all analysed tokens."""
+    counts = [int(token_mask(b).sum()) for b in batches]
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
 
 
-def _kept(keep: np.ndarray, offset: int, count: int) -> torch.Tensor:
-    return torch.from_numpy(keep[offset : offset + count])
+def _capture(model: nn.Module, modules: list[str], seen: dict, *, outputs: bool = False) -> list:
+    """Forward hooks keeping each named module's latest input (and output): h and, for gradients, y."""
+
+    def hook(name):
+        return lambda module, args, out: seen.__setitem__(name, (args[0], out) if outputs else args[0])
+
+    return [model.get_submodule(name).register_forward_hook(hook(name)) for name in modules]
 
 
-@torch.no_grad()
 def router_inputs(
     model, batches, modules: list[str], keep: np.ndarray, progress: bool = True
 ) -> dict[str, np.ndarray]:
     """h at every named module for the kept tokens (keep: a boolean mask over all analysed tokens)."""
     model.eval()
-    stored = {name: [] for name in modules}
-    offset = 0
-    with _captured_inputs(model, modules) as seen:
-        for batch in tqdm(batches, desc="router inputs", disable=not progress, leave=False):
-            mask = token_mask(batch)
-            model(**_model_inputs(batch, _device(model)), use_cache=False)
-            take = _kept(keep, offset, int(mask.sum()))
-            for name in modules:
-                stored[name].append(seen[name][mask.to(seen[name].device)][take].float().cpu().numpy())
-            offset += int(mask.sum())
-    return {name: np.concatenate(parts) for name, parts in stored.items()}
+    offsets, seen = _offsets(batches), {}
+    handles = _capture(model, modules, seen)
+
+    @torch.no_grad()
+    def one(index: int, batch: dict) -> dict[str, np.ndarray]:
+        mask = token_mask(batch)
+        model(**_model_inputs(batch, _device(model)), use_cache=False)
+        take = torch.from_numpy(keep[offsets[index] : offsets[index] + int(mask.sum())])
+        return {name: seen[name][mask.to(seen[name].device)][take].float().cpu().numpy() for name in modules}
+
+    try:
+        parts = map_shared(one, batches, desc="router inputs", progress=progress)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: np.concatenate([p[name] for p in parts]) for name in modules}
 
 
 def _token_losses(logits: torch.Tensor, batch: dict, mask: torch.Tensor) -> torch.Tensor:
@@ -72,22 +68,21 @@ def _token_losses(logits: torch.Tensor, batch: dict, mask: torch.Tensor) -> torc
     return losses[mask[:, :-1].to(logits.device)]
 
 
-@torch.no_grad()
 def routes_and_losses(model, batches, modules: list[str], progress: bool = True):
     """Per analysed token: each named MoE module's chosen experts (T, H, k) and the next-token loss (T,)."""
     model.eval()
-    routes = {name: [] for name in modules}
-    losses = []
-    with record_routes(model, probs=False) as logs:
-        for batch in tqdm(batches, desc="routes and losses", disable=not progress, leave=False):
-            mask = token_mask(batch)
+
+    @torch.no_grad()
+    def one(index: int, batch: dict):
+        mask = token_mask(batch)
+        with record_routes(model, probs=False) as logs:
             logits = model(**_model_inputs(batch, _device(model)), use_cache=False).logits
-            losses.append(_token_losses(logits, batch, mask).cpu())
-            for name, log in logs.items():
-                if name in routes:
-                    routes[name].append(log.chosen[-1][mask])  # (B, L, H, k) of this forward
-                log.chosen.clear()  # layers not analysed keep nothing: memory stays bounded
-    return {name: torch.cat(parts).numpy() for name, parts in routes.items()}, torch.cat(losses).numpy()
+        routes = {name: logs[name].chosen[-1][mask].numpy() for name in modules}  # (B, L, H, k) -> (n, H, k)
+        return routes, _token_losses(logits, batch, mask).cpu().numpy()
+
+    parts = map_shared(one, batches, desc="routes and losses", progress=progress)
+    routes = {name: np.concatenate([r[name] for r, _ in parts]) for name in modules}
+    return routes, np.concatenate([losses for _, losses in parts])
 
 
 def output_gradients(model, batches, modules: list[str], keep: np.ndarray, progress: bool = True):
@@ -97,33 +92,29 @@ def output_gradients(model, batches, modules: list[str], keep: np.ndarray, progr
     gradient of each module's weight. Gradients flow from the input embeddings, so frozen weights suffice.
     """
     model.eval()
-    stored = {name: ([], []) for name in modules}
-    offset = 0
-    outputs: dict[str, torch.Tensor] = {}
-    handles = [
-        model.get_submodule(name).register_forward_hook(
-            lambda m, args, out, name=name: outputs.__setitem__(name, (args[0], out))
-        )
-        for name in modules
-    ]
+    offsets, seen = _offsets(batches), {}
+    handles = _capture(model, modules, seen, outputs=True)
     embed = model.get_input_embeddings()
+
+    def one(index: int, batch: dict):
+        mask = token_mask(batch)
+        inputs = _model_inputs(batch, _device(model))
+        ids = inputs.pop("input_ids")
+        embeds = embed(ids).detach().requires_grad_()
+        logits = model(inputs_embeds=embeds, **inputs, use_cache=False).logits
+        loss = _token_losses(logits, batch, mask).sum()
+        pairs = [seen[name] for name in modules]
+        grads = torch.autograd.grad(loss, [out for _, out in pairs])
+        take = torch.from_numpy(keep[offsets[index] : offsets[index] + int(mask.sum())])
+        on_device = mask.to(ids.device)
+        return {
+            name: (x.detach()[on_device][take].double().cpu(), g[on_device][take].double().cpu())
+            for name, (x, _), g in zip(modules, pairs, grads, strict=True)
+        }
+
     try:
-        for batch in tqdm(batches, desc="token gradients", disable=not progress, leave=False):
-            mask = token_mask(batch)
-            inputs = _model_inputs(batch, _device(model))
-            ids = inputs.pop("input_ids")
-            embeds = embed(ids).detach().requires_grad_()
-            logits = model(inputs_embeds=embeds, **inputs, use_cache=False).logits
-            loss = _token_losses(logits, batch, mask).sum()
-            pairs = [outputs[name] for name in modules]
-            grads = torch.autograd.grad(loss, [out for _, out in pairs])
-            take = _kept(keep, offset, int(mask.sum()))
-            device_mask = mask.to(ids.device)
-            for name, (x, _), g in zip(modules, pairs, grads, strict=True):
-                stored[name][0].append(x.detach()[device_mask][take].double().cpu())
-                stored[name][1].append(g[device_mask][take].double().cpu())
-            offset += int(mask.sum())
+        parts = map_shared(one, batches, desc="token gradients", progress=progress)
     finally:
         for handle in handles:
             handle.remove()
-    return {name: (torch.cat(xs), torch.cat(gs)) for name, (xs, gs) in stored.items()}
+    return {name: (torch.cat([p[name][0] for p in parts]), torch.cat([p[name][1] for p in parts])) for name in modules}

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from mhmoe.config import EvalSettings
 from mhmoe.data.collate import prompt_batch
 from mhmoe.data.trace import Task
+from mhmoe.distributed import process_state
 from mhmoe.metrics.text import mean_score
 
 
@@ -57,7 +57,7 @@ def generate(
 def score_task(model, tokenizer, task: Task, split: str = "test", **kwargs) -> tuple[float, list[str]]:
     """The task's score on `split` and the generations it was computed from."""
     examples = task.split(split)
-    state = PartialState()
+    state = process_state()
     mine = list(range(state.process_index, len(examples), state.num_processes))  # this process's share
     predictions = generate(
         model, tokenizer, [examples[i].prompt for i in mine], max_new_tokens=task.max_new_tokens, **kwargs

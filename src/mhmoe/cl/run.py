@@ -39,6 +39,7 @@ from mhmoe.cl.train import TrainingError, steps_per_task, train_task
 from mhmoe.config import RunConfig, load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.data.trace import Task
+from mhmoe.distributed import cpu_only, process_state
 from mhmoe.errors import CheckpointError, ConfigError
 from mhmoe.files import write_json, write_text
 from mhmoe.inject import adapter_parameters, attach, check_attachable, save_adapter
@@ -86,17 +87,6 @@ def new_run_dir(config: RunConfig, preset: str | None = None) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
     return run_dir
-
-
-def cpu_only() -> bool:
-    """True without a GPU or other accelerator: Accelerate then forms a process group under `torchrun` or
-    `accelerate launch` only when told to use the CPU, so it is told."""
-    return not torch.accelerator.is_available()
-
-
-def process_state() -> PartialState:
-    """The processes this run spans (one unless launched by torchrun or accelerate launch)."""
-    return PartialState(cpu=cpu_only())
 
 
 def check_processes(config: RunConfig) -> None:
