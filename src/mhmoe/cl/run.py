@@ -148,6 +148,8 @@ class RunContext:
             training = None
             if hooks is not None:
                 training = {"hooks": hooks.state_dict(), "rng": torch.get_rng_state()}
+                if torch.cuda.is_available():  # dropout on a GPU draws from its own generators
+                    training["cuda_rng"] = torch.cuda.get_rng_state_all()
                 if optimizer is not None:
                     training |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
             adapter = adapter_parameters(self.accelerator.unwrap_model(model)) if model is not None else None
@@ -170,6 +172,8 @@ def _restore(model: nn.Module, hooks, resume: Checkpoint) -> None:
             param.copy_(resume.adapter[name])
     hooks.load_state_dict(resume.training["hooks"])
     torch.set_rng_state(resume.training["rng"])
+    if "cuda_rng" in resume.training and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(resume.training["cuda_rng"])
 
 
 def train_method(
