@@ -142,3 +142,16 @@ def test_bad_run_folders_and_settings_are_refused(analysed_run, tmp_path):
         analyze(analysed_run, ["analysis.bins=1"])
     with pytest.raises(ConfigError, match="unknown config field 'analysis.bogus'"):
         analyze(analysed_run, ["analysis.bogus=1"])
+
+
+def test_gradient_pass_keeps_only_sampled_tokens_and_skips_empty_batches(setup):
+    tokenizer, batches = setup
+    model = tiny_model(vocab=len(tokenizer), seed=5).double()
+    module = "model.layers.0.mlp.down_proj"
+    counts = [int(b["attention_mask"].sum()) - len(b["input_ids"]) for b in batches]
+    everything = output_gradients(model, batches, [module], np.ones(sum(counts), dtype=bool), progress=False)
+    first_two = np.zeros(sum(counts), dtype=bool)
+    first_two[:2] = True  # two tokens of the first batch; the second batch holds none and is skipped
+    some = output_gradients(model, batches, [module], first_two, progress=False)
+    torch.testing.assert_close(some[module][0], everything[module][0][:2])
+    torch.testing.assert_close(some[module][1], everything[module][1][:2])

@@ -20,7 +20,14 @@ from mhmoe.analysis.gradients import composition_cosines, token_gradient_gram
 from mhmoe.analysis.probes import head_importance, head_shares, split_tokens, subspace_overlap, train_probe
 from mhmoe.analysis.record import output_gradients, router_inputs, routes_and_losses
 from mhmoe.analysis.summary import draw, report_section
-from mhmoe.analysis.tokens import FEATURES, TokenTable, analysis_batches, analysis_examples, token_table
+from mhmoe.analysis.tokens import (
+    FEATURES,
+    TokenTable,
+    analysis_batches,
+    analysis_examples,
+    token_mask,
+    token_table,
+)
 from mhmoe.config import AnalysisSettings, RunConfig, load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.distributed import process_state
@@ -44,10 +51,27 @@ def layer_number(name: str) -> int:
     return next((int(part) for part in name.split(".") if part.isdigit()), -1)
 
 
-def _sample(count: int, keep: int, seed: int) -> np.ndarray:
+def _sample(count: int, keep: int, seed: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """A seeded boolean mask of `keep` tokens out of `count` (only among `allowed` ones, if given)."""
+    candidates = np.arange(count) if allowed is None else np.flatnonzero(allowed)
     mask = np.zeros(count, dtype=bool)
-    mask[np.random.default_rng(seed).permutation(count)[:keep]] = True
+    mask[np.random.default_rng(seed).permutation(candidates)[:keep]] = True
     return mask
+
+
+def _few_batches(batches: list[dict], tokens: int, seed: int) -> np.ndarray:
+    """Tokens of a seeded set of batches holding about 4x `tokens`: the gradient pass (a backward per batch)
+    then visits only those batches, however long the corpus."""
+    counts = np.array([int(token_mask(b).sum()) for b in batches])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    allowed = np.zeros(int(counts.sum()), dtype=bool)
+    held = 0
+    for b in np.random.default_rng(seed).permutation(len(batches)):
+        if held >= 4 * tokens:
+            break
+        allowed[starts[b] : starts[b] + counts[b]] = True
+        held += counts[b]
+    return allowed
 
 
 def probe_section(h: dict[str, np.ndarray], table: TokenTable, kept: np.ndarray, heads: int, s, seed: int):
@@ -182,7 +206,9 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
     h = router_inputs(model, batches, modules, probe_kept, progress)
     probes, overlaps = probe_section(h, table, probe_kept, heads, s, config.seed)
     del h
-    grad_kept = _sample(len(table), s.gradient_tokens, config.seed + 1)
+    grad_kept = _sample(
+        len(table), s.gradient_tokens, config.seed + 1, _few_batches(batches, s.gradient_tokens, config.seed + 1)
+    )
     grads = output_gradients(model, batches, modules, grad_kept, progress)
     cosines = gradient_section(grads, table.compositions()[grad_kept], config.seed)
     del grads

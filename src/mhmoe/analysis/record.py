@@ -98,6 +98,9 @@ def output_gradients(model, batches, modules: list[str], keep: np.ndarray, progr
 
     def one(index: int, batch: dict):
         mask = token_mask(batch)
+        take = torch.from_numpy(keep[offsets[index] : offsets[index] + int(mask.sum())])
+        if not take.any():  # no sampled token here: skip the forward and backward
+            return {name: (torch.zeros(0, 0, dtype=torch.float64),) * 2 for name in modules}
         inputs = _model_inputs(batch, _device(model))
         ids = inputs.pop("input_ids")
         embeds = embed(ids).detach().requires_grad_()
@@ -105,7 +108,6 @@ def output_gradients(model, batches, modules: list[str], keep: np.ndarray, progr
         loss = _token_losses(logits, batch, mask).sum()
         pairs = [seen[name] for name in modules]
         grads = torch.autograd.grad(loss, [out for _, out in pairs])
-        take = torch.from_numpy(keep[offsets[index] : offsets[index] + int(mask.sum())])
         on_device = mask.to(ids.device)
         return {
             name: (x.detach()[on_device][take].double().cpu(), g[on_device][take].double().cpu())
@@ -117,4 +119,5 @@ def output_gradients(model, batches, modules: list[str], keep: np.ndarray, progr
     finally:
         for handle in handles:
             handle.remove()
-    return {name: (torch.cat([p[name][0] for p in parts]), torch.cat([p[name][1] for p in parts])) for name in modules}
+    kept = [p for p in parts if p[modules[0]][0].numel()] if modules else []
+    return {name: (torch.cat([p[name][0] for p in kept]), torch.cat([p[name][1] for p in kept])) for name in modules}
