@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from accelerate import Accelerator, PartialState
-from accelerate.utils import broadcast_object_list
+from accelerate import Accelerator
 from torch import nn
 
 from mhmoe.accounting import count_parameters, matched_rank
@@ -35,6 +32,7 @@ from mhmoe.cl.checkpoint import (
 from mhmoe.cl.evaluate import score_stream
 from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.report import write_report
+from mhmoe.cl.run_folder import MetricsLog, flat_settings, new_run_dir
 from mhmoe.cl.train import TrainingError, steps_per_task, train_task
 from mhmoe.config import RunConfig, load_config
 from mhmoe.data.stream import load_tasks
@@ -69,26 +67,6 @@ def method_adapters(config: RunConfig, model: nn.Module, stream_length: int) -> 
     return adapters
 
 
-def new_run_dir(config: RunConfig, preset: str | None = None) -> Path:
-    """A fresh run folder; an existing non-empty one is refused rather than overwritten.
-
-    Under several processes the first one names the folder (the name may hold the time) and creates it;
-    every process checks it first, so all of them stop alike on a used folder.
-    """
-    state = PartialState()
-    name = config.name or f"{preset or '-'.join(config.methods)}-{datetime.now():%Y%m%d-%H%M%S}"
-    if state.num_processes > 1:
-        name = broadcast_object_list([name])[0]
-    run_dir = Path(config.output_dir) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir}: run folder exists and is not empty; choose another name (--set name=...)")
-    state.wait_for_everyone()
-    if state.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    state.wait_for_everyone()
-    return run_dir
-
-
 def check_processes(config: RunConfig) -> None:
     """Every process must get an equal share of each optimizer step's examples."""
     world = process_state().num_processes
@@ -100,32 +78,6 @@ def check_processes(config: RunConfig) -> None:
         )
     if world > 1 and "olora" in config.methods:
         raise ConfigError("method 'olora' changes which parameters train between tasks, which DDP cannot follow")
-
-
-class MetricsLog:
-    """Appends one JSON line per record to metrics.jsonl and mirrors numbers to Accelerate's trackers."""
-
-    def __init__(self, path: Path, accelerator: Accelerator, *, resume_at: int | None = None):
-        self.path, self.accelerator, self.steps = path, accelerator, {}
-        self.started = time.perf_counter()
-        if resume_at is not None and accelerator.is_main_process and path.exists():
-            with path.open("r+b") as f:  # drop what was logged after the checkpoint: it is about to be redone
-                f.truncate(resume_at)
-
-    def size(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        record = {**record, "elapsed_s": round(time.perf_counter() - self.started, 2)}
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        method = record.get("method", "run")
-        if record.get("event") == "train":
-            self.steps[method] = step = self.steps.get(method, 0) + 1
-            values = {f"{method}/{k}": v for k, v in record.items() if isinstance(v, float)}
-            self.accelerator.log(values, step=step)
 
 
 @dataclass
@@ -293,7 +245,7 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
             write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     accelerator = Accelerator(log_with=config.log_with or None, project_dir=run_dir, cpu=cpu_only())
     if config.log_with:
-        accelerator.init_trackers("tracking", config=_flat(config.to_dict()))
+        accelerator.init_trackers("tracking", config=flat_settings(config.to_dict()))
     log = MetricsLog(run_dir / "metrics.jsonl", accelerator, resume_at=checkpoint and checkpoint.metrics_bytes)
     base_model.to(accelerator.device)
     if checkpoint is None:
@@ -329,14 +281,3 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
         clear_checkpoints(run_dir)
     accelerator.end_training()
     return run_dir
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as flat 'a.b' keys with scalar values, as trackers want their hyperparameters."""
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat
