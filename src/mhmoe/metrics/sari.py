@@ -13,7 +13,10 @@ due is right. Tokens are whitespace-separated and case-sensitive.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 
 def _ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
@@ -56,3 +59,54 @@ def sari_score(source: str, prediction: str, references: Sequence[str], max_orde
     ]
     p_add, r_add, p_keep, r_keep, p_del = (sum(column) / max_order for column in zip(*per_order, strict=True))
     return 100.0 * (_f1(p_add, r_add) + _f1(p_keep, r_keep) + p_del) / 3
+
+
+# TRACE's own scores come from the SARI of Hugging Face `datasets` (load_metric("sari")), which follows
+# tensor2tensor rather than the paper: text is lower-cased and tokenised with sacrebleu's 13a tokenizer;
+# keep and delete count n-gram occurrences (each source and output count multiplied by the number of
+# references, against the references' summed counts) instead of sets; F1 is taken per n-gram order and then
+# averaged; every 0/0 is 1. `trace_sari_score` follows those conventions so 20Minuten scores compare with
+# published TRACE numbers; `sari_score` above stays the paper's definition.
+
+
+_TOKENIZE = Tokenizer13a()
+
+
+def _normalise(text: str) -> list[str]:
+    """Lower-case, sacrebleu 13a tokens, split on single spaces (so an empty text is one empty token)."""
+    return _TOKENIZE(text.lower()).split(" ")
+
+
+def _count_ngrams(tokens: list[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+def _trace_order(source: list[str], output: list[str], references: list[list[str]], n: int) -> tuple:
+    """(F_keep, P_del, F_add) of one n-gram order, with occurrence counts."""
+    copies = len(references)
+    src = Counter({g: c * copies for g, c in _count_ngrams(source, n).items()})
+    out = Counter({g: c * copies for g, c in _count_ngrams(output, n).items()})
+    ref = sum((_count_ngrams(r, n) for r in references), Counter())
+
+    kept = src & out
+    kept_good, keep_due = kept & ref, src & ref
+    keep_p = _ratio(sum(kept_good[g] / kept[g] for g in kept_good), len(kept))
+    keep_r = _ratio(sum(kept_good.values()), sum(keep_due.values()))
+
+    deleted = src - out
+    deleted_good = deleted - ref
+    del_p = _ratio(sum(deleted_good[g] / deleted[g] for g in deleted_good), len(deleted))
+
+    added, due = set(out) - set(src), set(ref) - set(src)
+    add_good = added & set(ref)
+    return _f1(keep_p, keep_r), del_p, _f1(_ratio(len(add_good), len(added)), _ratio(len(add_good), len(due)))
+
+
+def trace_sari_score(source: str, prediction: str, references: Sequence[str], max_order: int = 4) -> float:
+    """SARI of one prediction as TRACE computes it (see above), on 0-100."""
+    if not references:
+        raise ValueError("sari needs at least one reference")
+    refs = [_normalise(r) for r in references]
+    per_order = [_trace_order(_normalise(source), _normalise(prediction), refs, n) for n in range(1, max_order + 1)]
+    keep, delete, add = (sum(column) / max_order for column in zip(*per_order, strict=True))
+    return 100.0 * (keep + delete + add) / 3
