@@ -77,10 +77,10 @@ def _micro_batches(tokenizer, examples: list[Example], settings: TrainSettings) 
         yield training_batch(tokenizer, examples[start : start + settings.batch_size], settings.max_length)
 
 
-def _answer_tokens(tokenizer, examples: list[Example], settings: TrainSettings) -> int:
-    """Answer tokens the loss covers in a whole optimizer step, over every process's share."""
-    labels = training_batch(tokenizer, examples, settings.max_length)["labels"]
-    return int((labels[:, 1:] != IGNORE).sum())
+def _answer_tokens(micro: list[dict], accelerator: Accelerator) -> int:
+    """Answer tokens the loss covers in a whole optimizer step: this process's count, summed over processes."""
+    local = sum(int((batch["labels"][:, 1:] != IGNORE).sum()) for batch in micro)
+    return int(accelerator.reduce(torch.tensor(local, device=accelerator.device), "sum"))
 
 
 def _accumulate(model, plain, micro: list[dict], hooks: Hooks, accelerator: Accelerator, *, answer_tokens: int):
@@ -158,7 +158,7 @@ def train_task(
         micro = list(_micro_batches(tokenizer, step_examples[rank::world], settings))  # this process's share
         step_tokens = sum(int(batch["attention_mask"].sum()) for batch in micro)
         data, extra = _accumulate(
-            model, plain, micro, hooks, accelerator, answer_tokens=_answer_tokens(tokenizer, step_examples, settings)
+            model, plain, micro, hooks, accelerator, answer_tokens=_answer_tokens(micro, accelerator)
         )
         loss_value = float(accelerator.reduce(data, "sum") + accelerator.reduce(extra, "mean"))
         if not math.isfinite(loss_value):
