@@ -1,7 +1,7 @@
 """Score a model on a task: batched greedy generation with the KV cache, then the task's scorer.
 
 Greedy decoding is deterministic, so a score depends only on the weights. Scores are on 0-100. Under
-several processes each generates for its share of the examples and every process gathers all of them.
+several processes each generates its share of the prompt batches and every process gathers all of them.
 """
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from mhmoe.config import EvalSettings
 from mhmoe.data.collate import prompt_batch
 from mhmoe.data.trace import Task
-from mhmoe.distributed import process_state
+from mhmoe.distributed import map_shared
 from mhmoe.metrics.text import mean_score
 
 
@@ -54,17 +53,30 @@ def generate(
     return outputs
 
 
-def score_task(model, tokenizer, task: Task, split: str = "test", **kwargs) -> tuple[float, list[str]]:
-    """The task's score on `split` and the generations it was computed from."""
+def score_task(
+    model, tokenizer, task: Task, split: str = "test", *, batch_size: int = 16, max_prompt_tokens: int = 512
+) -> tuple[float, list[str]]:
+    """The task's score on `split` and the generations it was computed from.
+
+    Prompts go in batches of `batch_size`; under several processes each generates its share of the batches.
+    """
     examples = task.split(split)
-    state = process_state()
-    mine = list(range(state.process_index, len(examples), state.num_processes))  # this process's share
-    predictions = generate(
-        model, tokenizer, [examples[i].prompt for i in mine], max_new_tokens=task.max_new_tokens, **kwargs
+    prompts = [e.prompt for e in examples]
+    chunks = [prompts[start : start + batch_size] for start in range(0, len(prompts), batch_size)]
+    generated = map_shared(
+        lambda _, chunk: generate(
+            model,
+            tokenizer,
+            chunk,
+            max_new_tokens=task.max_new_tokens,
+            batch_size=batch_size,
+            max_prompt_tokens=max_prompt_tokens,
+        ),
+        chunks,
+        desc="generate",
+        progress=False,
     )
-    if state.num_processes > 1:
-        pairs = gather_object(list(zip(mine, predictions, strict=True)))
-        predictions = [text for _, text in sorted(pairs)]
+    predictions = [text for chunk in generated for text in chunk]
     answers, sources = [e.answer for e in examples], [e.prompt for e in examples]
     return mean_score(task.scorer, predictions, answers, sources), predictions
 
