@@ -25,7 +25,7 @@ from mhmoe.analysis.tokens import (
     TokenTable,
     analysis_batches,
     analysis_examples,
-    token_mask,
+    batch_spans,
     token_table,
 )
 from mhmoe.config import AnalysisSettings, RunConfig, load_config
@@ -62,8 +62,7 @@ def _sample(count: int, keep: int, seed: int, allowed: np.ndarray | None = None)
 def _few_batches(batches: list[dict], tokens: int, seed: int) -> np.ndarray:
     """Tokens of a seeded set of batches holding about 4x `tokens`: the gradient pass (a backward per batch)
     then visits only those batches, however long the corpus."""
-    counts = np.array([int(token_mask(b).sum()) for b in batches])
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    starts, counts = batch_spans(batches)
     allowed = np.zeros(int(counts.sum()), dtype=bool)
     held = 0
     for b in np.random.default_rng(seed).permutation(len(batches)):
@@ -113,8 +112,21 @@ def gradient_section(grads: dict, compositions: np.ndarray, seed: int) -> dict[s
     return layers
 
 
-def route_section(model, batches, table: TokenTable, modules: list[str], before: Path, after: Path, s, progress):
-    """N_eff per layer (path-wise and per head) and route-wise forgetting of one MoE method."""
+def route_section(
+    model,
+    batches,
+    table: TokenTable,
+    compositions: np.ndarray,
+    modules: list[str],
+    before: Path,
+    after: Path,
+    s,
+    progress,
+):
+    """N_eff per layer (path-wise and per head) and route-wise forgetting of one MoE method.
+
+    `compositions` holds every analysed token's composition id (table.compositions(), computed once).
+    """
     before_model = load_adapter(copy.deepcopy(model), before)
     routes, loss_before = routes_and_losses(before_model, batches, modules, progress)
     del before_model
@@ -123,7 +135,7 @@ def route_section(model, batches, table: TokenTable, modules: list[str], before:
     del after_model
     last = len(table.names["domain"]) - 1
     old = table.values["domain"] < last
-    compositions = table.compositions()[old]
+    compositions = compositions[old]
     path, per_head, keys = [], [], []
     for index, name in enumerate(modules):
         chosen = np.sort(routes[name][old], axis=-1)  # top-k as a set per head
@@ -210,16 +222,17 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
         len(table), s.gradient_tokens, config.seed + 1, _few_batches(batches, s.gradient_tokens, config.seed + 1)
     )
     grads = output_gradients(model, batches, modules, grad_kept, progress)
-    cosines = gradient_section(grads, table.compositions()[grad_kept], config.seed)
+    compositions = table.compositions()
+    cosines = gradient_section(grads, compositions[grad_kept], config.seed)
     del grads
     routes = {
-        method: route_section(model, batches, table, modules, before, after, s, progress)
+        method: route_section(model, batches, table, compositions, modules, before, after, s, progress)
         for method, (before, after) in methods.items()
     }
     analysis = {
         "tokens": len(table),
         "features": {f: table.names[f] for f in FEATURES},
-        "compositions": int(table.compositions().max() + 1),
+        "compositions": int(compositions.max() + 1),
         "modules": modules,
         "layers": [layer_number(m) for m in modules],
         "heads": heads,

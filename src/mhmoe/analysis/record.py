@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mhmoe.analysis.tokens import token_mask
+from mhmoe.analysis.tokens import batch_spans, token_mask
 from mhmoe.distributed import map_shared
 from mhmoe.observe import record_routes
 
@@ -21,12 +21,6 @@ def _device(model: nn.Module) -> torch.device:
 
 def _model_inputs(batch: dict, device) -> dict:
     return {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
-
-
-def _offsets(batches: list[dict]) -> list[int]:
-    """Index of each batch's first analysed token among all analysed tokens."""
-    counts = [int(token_mask(b).sum()) for b in batches]
-    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
 
 
 def _capture(model: nn.Module, modules: list[str], seen: dict, *, outputs: bool = False) -> list:
@@ -43,7 +37,7 @@ def router_inputs(
 ) -> dict[str, np.ndarray]:
     """h at every named module for the kept tokens (keep: a boolean mask over all analysed tokens)."""
     model.eval()
-    offsets, seen = _offsets(batches), {}
+    offsets, seen = batch_spans(batches)[0], {}
     handles = _capture(model, modules, seen)
 
     @torch.no_grad()
@@ -92,7 +86,7 @@ def output_gradients(model, batches, modules: list[str], keep: np.ndarray, progr
     gradient of each module's weight. Gradients flow from the input embeddings, so frozen weights suffice.
     """
     model.eval()
-    offsets, seen = _offsets(batches), {}
+    offsets, seen = batch_spans(batches)[0], {}
     handles = _capture(model, modules, seen, outputs=True)
     embed = model.get_input_embeddings()
 

@@ -64,6 +64,12 @@ def token_mask(batch: dict) -> torch.Tensor:
     return mask
 
 
+def batch_spans(batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(start, count) of each batch's analysed tokens among all analysed tokens."""
+    counts = np.array([int(token_mask(b).sum()) for b in batches], dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64), counts
+
+
 def _buckets(values: np.ndarray, count: int) -> np.ndarray:
     edges = np.quantile(values, np.arange(1, count) / count)
     return np.searchsorted(edges, values, side="right")
