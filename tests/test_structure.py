@@ -1,5 +1,6 @@
-"""The repository's shape: every committed link resolves."""
+"""The repository's shape: every committed link resolves, and the method modules form no import cycle."""
 
+import ast
 import subprocess
 from pathlib import Path
 
@@ -30,3 +31,34 @@ def test_readme_configs_folder_holds_the_presets():
         p.name for p in (ROOT / "src" / "mhmoe" / "configs").glob("*.yaml")
     )
     assert (ROOT / "configs" / "quickstart.yaml").is_file()
+
+
+def _imported_modules(path: Path) -> set[str]:
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    return imported
+
+
+def test_method_modules_import_the_leaf_contract_not_the_registry():
+    """The registry (`mhmoe.cl.methods`) imports the method modules; none of them imports it back."""
+    modules = [p for p in METHODS.glob("*.py") if p.name != "__init__.py"]
+    assert modules
+    for path in modules:
+        imported = _imported_modules(path)
+        assert "mhmoe.cl.methods" not in imported, f"{path.name} imports the registry package"
+        assert "typing.TYPE_CHECKING" not in imported and "TYPE_CHECKING" not in path.read_text(), path.name
+    leaf = _imported_modules(METHODS / "hooks.py")
+    assert not [m for m in leaf if m.startswith("mhmoe.cl")], "hooks.py must stay a leaf module"
+
+
+def test_public_method_names_still_come_from_the_package():
+    from mhmoe.cl.methods import METHODS as registry
+    from mhmoe.cl.methods import HookContext, Hooks, Method, NoHooks
+    from mhmoe.cl.methods.hooks import Method as LeafMethod
+
+    assert Method is LeafMethod and all(isinstance(m, Method) for m in registry.values())
+    assert registry["lora"].hooks is NoHooks and HookContext and Hooks

@@ -2,132 +2,47 @@
 
 A method is an adapter kind plus at most four hooks the loop calls: before a task, a loss penalty, after
 backward, after a task. The plain methods train their adapter straight through the stream and need none.
+The contract (Hooks, HookContext, Method) lives in the leaf module `hooks`; this file is the registry.
 """
 
-from __future__ import annotations
+from mhmoe.cl.methods.ewc import EWC, EWCOptions
+from mhmoe.cl.methods.gem import GEM, GEMOptions
+from mhmoe.cl.methods.hooks import HookContext, Hooks, Method, NoHooks
+from mhmoe.cl.methods.olora import OLoRA, OLoRAOptions
+from mhmoe.cl.methods.replay import Replay, ReplayOptions
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+__all__ = ["METHODS", "HookContext", "Hooks", "Method", "NoHooks"]
 
-import torch
-from torch import nn
-
-from mhmoe.data.trace import Task
-
-
-class Hooks(Protocol):
-    """What a method may add to the training loop; every hook is optional in effect (a no-op is fine).
-
-    For exact resume, `state_dict` returns everything the hooks have learned (tensors, numbers, strings,
-    lists and dicts of them: what `torch.load(weights_only=True)` reads back), and `before_task` must be
-    safe to call again on the same task after `load_state_dict`.
-    """
-
-    def before_task(self, model: nn.Module, task: Task) -> None: ...
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None: ...
-
-    def after_backward(self, model: nn.Module) -> None: ...
-
-    def after_task(self, model: nn.Module, task: Task) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-@dataclass(frozen=True)
-class HookContext:
-    """What a method may need beyond the model: the tokenizer and the run's training settings."""
-
-    tokenizer: Any
-    max_length: int
-    seed: int
-    batch_size: int = 8
-    """Examples per micro-batch, for methods that batch their own examples (GEM's memory, replay)."""
-
-
-class NoHooks:
-    """Sequential fine-tuning: the adapter alone, nothing added to the loss or the gradients."""
-
-    def __init__(self, options: Any = None, context: HookContext | None = None) -> None:
-        pass
-
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        pass
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        return None
-
-    def after_backward(self, model: nn.Module) -> None:
-        pass
-
-    def after_task(self, model: nn.Module, task: Task) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    adapter: str
-    """The adapter kind it trains (a key of mhmoe.adapters.CONFIGS)."""
-    hooks: Callable[[Any, HookContext], Hooks]
-    """Makes the method's fresh state for one run, from its options and the context."""
-    summary: str
-    options: type | None = None
-    """The dataclass of its settings (`method_options.<name>` in a run config), if it has any."""
-
-
-def _registry() -> dict[str, Method]:
-    from mhmoe.cl.methods.ewc import EWC, EWCOptions
-    from mhmoe.cl.methods.gem import GEM, GEMOptions
-    from mhmoe.cl.methods.olora import OLoRA, OLoRAOptions
-    from mhmoe.cl.methods.replay import Replay, ReplayOptions
-
-    return {
-        m.name: m
-        for m in (
-            Method("lora", "lora", NoHooks, "one LoRA trained through the whole stream (SeqLoRA)"),
-            Method("seqlora", "lora", NoHooks, "the same as 'lora', under the research's name"),
-            Method("loramoe", "loramoe", NoHooks, "K LoRA experts behind one router over the whole input"),
-            Method("mhmoe", "mhmoe", NoHooks, "H head slices, each with its own router and private bank of K experts"),
-            Method(
-                "ewc",
-                "lora",
-                EWC,
-                "SeqLoRA plus a diagonal-Fisher penalty anchoring earlier tasks' weights",
-                EWCOptions,
-            ),
-            Method(
-                "gem",
-                "lora",
-                GEM,
-                "SeqLoRA whose gradient is projected so it never conflicts with earlier tasks' memory gradients",
-                GEMOptions,
-            ),
-            Method(
-                "olora",
-                "olora",
-                OLoRA,
-                "a fresh LoRA per task, kept orthogonal to the frozen LoRAs of earlier tasks",
-                OLoRAOptions,
-            ),
-            Method(
-                "replay",
-                "lora",
-                Replay,
-                "SeqLoRA that also trains on stored examples of earlier tasks in every batch",
-                ReplayOptions,
-            ),
-        )
-    }
-
-
-METHODS = _registry()
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("lora", "lora", NoHooks, "one LoRA trained through the whole stream (SeqLoRA)"),
+        Method("seqlora", "lora", NoHooks, "the same as 'lora', under the research's name"),
+        Method("loramoe", "loramoe", NoHooks, "K LoRA experts behind one router over the whole input"),
+        Method("mhmoe", "mhmoe", NoHooks, "H head slices, each with its own router and private bank of K experts"),
+        Method(
+            "ewc", "lora", EWC, "SeqLoRA plus a diagonal-Fisher penalty anchoring earlier tasks' weights", EWCOptions
+        ),
+        Method(
+            "gem",
+            "lora",
+            GEM,
+            "SeqLoRA whose gradient is projected so it never conflicts with earlier tasks' memory gradients",
+            GEMOptions,
+        ),
+        Method(
+            "olora",
+            "olora",
+            OLoRA,
+            "a fresh LoRA per task, kept orthogonal to the frozen LoRAs of earlier tasks",
+            OLoRAOptions,
+        ),
+        Method(
+            "replay",
+            "lora",
+            Replay,
+            "SeqLoRA that also trains on stored examples of earlier tasks in every batch",
+            ReplayOptions,
+        ),
+    )
+}

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_int, check_positive
+from mhmoe.cl.methods.hooks import HookContext
 from mhmoe.cl.methods.memory import examples_loss, sample_examples
 from mhmoe.data.trace import Task
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters
-
-if TYPE_CHECKING:
-    from mhmoe.cl.methods import HookContext
 
 
 @dataclass

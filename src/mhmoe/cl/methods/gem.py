@@ -13,7 +13,6 @@ The margin ("memory strength") pushes the update beyond merely not increasing th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import quadprog
@@ -21,11 +20,9 @@ import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_int, check_positive
+from mhmoe.cl.methods.hooks import HookContext
 from mhmoe.cl.methods.memory import EpisodicMemory, examples_loss
 from mhmoe.data.trace import Example, Task
-
-if TYPE_CHECKING:
-    from mhmoe.cl.methods import HookContext
 
 
 @dataclass

@@ -7,17 +7,14 @@ memory. Samples are a pure function of (seed, purpose, task name), so a rerun ke
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from mhmoe.cl.loss import answer_loss
+from mhmoe.cl.methods.hooks import HookContext
 from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
-
-if TYPE_CHECKING:
-    from mhmoe.cl.methods import HookContext
 
 
 def sample_examples(task: Task, count: int, *, seed: int, purpose: str) -> list[Example]:

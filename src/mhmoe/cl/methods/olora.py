@@ -11,17 +11,14 @@ is left trainable. The loss adds
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_positive
 from mhmoe.adapters.olora import task_layers, train_only_task
+from mhmoe.cl.methods.hooks import HookContext
 from mhmoe.data.trace import Task
-
-if TYPE_CHECKING:
-    from mhmoe.cl.methods import HookContext
 
 
 @dataclass

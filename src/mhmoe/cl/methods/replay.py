@@ -9,18 +9,15 @@ batch of B + n examples of which n are replayed, times (B + n) / B.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_int
+from mhmoe.cl.methods.hooks import HookContext
 from mhmoe.cl.methods.memory import EpisodicMemory, examples_loss
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mhmoe.cl.methods import HookContext
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""The contract between a continual-learning method and the one training loop: its hooks and its registry entry.
+
+A leaf module: the method modules and the registry in `mhmoe.cl.methods` import from here, never the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from mhmoe.data.trace import Task
+
+
+class Hooks(Protocol):
+    """What a method may add to the training loop; every hook is optional in effect (a no-op is fine).
+
+    For exact resume, `state_dict` returns everything the hooks have learned (tensors, numbers, strings,
+    lists and dicts of them: what `torch.load(weights_only=True)` reads back), and `before_task` must be
+    safe to call again on the same task after `load_state_dict`.
+    """
+
+    def before_task(self, model: nn.Module, task: Task) -> None: ...
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None: ...
+
+    def after_backward(self, model: nn.Module) -> None: ...
+
+    def after_task(self, model: nn.Module, task: Task) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class HookContext:
+    """What a method may need beyond the model: the tokenizer and the run's training settings."""
+
+    tokenizer: Any
+    max_length: int
+    seed: int
+    batch_size: int = 8
+    """Examples per micro-batch, for methods that batch their own examples (GEM's memory, replay)."""
+
+
+class NoHooks:
+    """Sequential fine-tuning: the adapter alone, nothing added to the loss or the gradients."""
+
+    def __init__(self, options: Any = None, context: HookContext | None = None) -> None:
+        pass
+
+    def before_task(self, model: nn.Module, task: Task) -> None:
+        pass
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        return None
+
+    def after_backward(self, model: nn.Module) -> None:
+        pass
+
+    def after_task(self, model: nn.Module, task: Task) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    adapter: str
+    """The adapter kind it trains (a key of mhmoe.adapters.CONFIGS)."""
+    hooks: Callable[[Any, HookContext], Hooks]
+    """Makes the method's fresh state for one run, from its options and the context."""
+    summary: str
+    options: type | None = None
+    """The dataclass of its settings (`method_options.<name>` in a run config), if it has any."""
