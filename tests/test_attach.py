@@ -145,3 +145,19 @@ def test_wrong_tensors_in_valid_file_leave_unattached_model_untouched(saved_adap
         mhmoe.load_adapter(model, saved_adapter)
     assert getattr(model, "mhmoe_config", None) is None
     assert not any(hasattr(m, "base_layer") for m in model.modules())
+
+
+def test_one_table_per_adapter_kind_builds_every_layer():
+    """KINDS is the only table: configs, layer classes and MoE layers are views of it, and each row builds."""
+    from mhmoe.adapters import ADAPTER_LAYERS, CONFIGS, KINDS, MOE_LAYERS, HeadedMoELinear, build_layer
+
+    assert {name: kind.config for name, kind in KINDS.items()} == CONFIGS
+    assert set(ADAPTER_LAYERS) == {kind.layer for kind in KINDS.values()}
+    assert set(MOE_LAYERS) == {kind.layer for kind in KINDS.values() if kind.routed} == {HeadedMoELinear}
+    base = torch.nn.Linear(16, 12)
+    for name, kind in KINDS.items():
+        config = kind.config(rank=2, alpha=4.0)
+        layer = build_layer(config, base)
+        assert type(layer) is kind.layer and layer.base_layer is base and layer.scaling == 2.0, name
+    assert build_layer(mhmoe.MHMoEConfig(heads=4, top_k=2, balance_coef=0.1), base).heads == 4
+    assert build_layer(mhmoe.LoRAMoEConfig(experts=3), base).heads == 1

@@ -1,7 +1,12 @@
-"""Adapter kinds: a registry from a config's `kind` to its config class and layer builder."""
+"""Adapter kinds: one table (KINDS) from a config's `kind` to its config class and layer builder.
+
+CONFIGS, ADAPTER_LAYERS and MOE_LAYERS are views of it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -12,27 +17,61 @@ from mhmoe.adapters.moe import HeadedMoELinear, LoRAMoEConfig, MHMoEConfig
 from mhmoe.adapters.olora import OLoRAConfig, OLoRALinear
 from mhmoe.errors import ConfigError
 
-CONFIGS: dict[str, type[AdapterConfig]] = {c.kind: c for c in (LoRAConfig, LoRAMoEConfig, MHMoEConfig, OLoRAConfig)}
-ADAPTER_LAYERS = (LoRALinear, HeadedMoELinear, OLoRALinear)
-MOE_LAYERS = (HeadedMoELinear,)
+
+def _shared(config: AdapterConfig) -> dict[str, Any]:
+    return {"rank": config.rank, "alpha": config.alpha, "dropout": config.dropout}
+
+
+def _moe(config: LoRAMoEConfig) -> dict[str, Any]:
+    return {
+        **_shared(config),
+        "experts": config.experts,
+        "top_k": config.top_k,
+        "heads": config.router_heads,
+        "balance_coef": config.balance_coef,
+        "gate": config.gate,
+    }
+
+
+def _olora(config: OLoRAConfig) -> dict[str, Any]:
+    return {**_shared(config), "tasks": config.tasks}
+
+
+@dataclass(frozen=True)
+class AdapterKind:
+    """One adapter kind: its config class and how a config of it becomes a layer. Adding a kind is one row."""
+
+    config: type[AdapterConfig]
+    layer: type[nn.Module]
+    """The layer class; its constructor takes the frozen base layer and plain keyword arguments."""
+    arguments: Callable[[Any], dict[str, Any]]
+    """The layer's keyword arguments from a config of this kind."""
+    routed: bool = False
+    """Whether the layer routes tokens to experts (route recording and the balance loss see it)."""
+
+    def build(self, config: AdapterConfig, base_layer: nn.Linear) -> nn.Module:
+        return self.layer(base_layer, **self.arguments(config))
+
+
+KINDS: dict[str, AdapterKind] = {
+    k.config.kind: k
+    for k in (
+        AdapterKind(LoRAConfig, LoRALinear, _shared),
+        AdapterKind(LoRAMoEConfig, HeadedMoELinear, _moe, routed=True),
+        AdapterKind(MHMoEConfig, HeadedMoELinear, _moe, routed=True),
+        AdapterKind(OLoRAConfig, OLoRALinear, _olora),
+    )
+}
+CONFIGS: dict[str, type[AdapterConfig]] = {name: k.config for name, k in KINDS.items()}
+ADAPTER_LAYERS = tuple(dict.fromkeys(k.layer for k in KINDS.values()))
+MOE_LAYERS = tuple(dict.fromkeys(k.layer for k in KINDS.values() if k.routed))
 
 
 def build_layer(config: AdapterConfig, base_layer: nn.Linear) -> nn.Module:
     """Wrap one frozen linear in the adapter the config describes."""
-    shared = {"rank": config.rank, "alpha": config.alpha, "dropout": config.dropout}
-    if isinstance(config, LoRAMoEConfig):
-        return HeadedMoELinear(
-            base_layer,
-            **shared,
-            experts=config.experts,
-            top_k=config.top_k,
-            heads=config.router_heads,
-            balance_coef=config.balance_coef,
-            gate=config.gate,
-        )
-    if isinstance(config, OLoRAConfig):
-        return OLoRALinear(base_layer, **shared, tasks=config.tasks)
-    return LoRALinear(base_layer, **shared)
+    if config.kind not in KINDS:
+        raise ConfigError(f"adapter config: field 'kind' must be one of {sorted(KINDS)}, got {config.kind!r}")
+    return KINDS[config.kind].build(config, base_layer)
 
 
 def config_from_dict(data: dict[str, Any], source: str = "adapter config") -> AdapterConfig:
@@ -52,8 +91,10 @@ def config_from_dict(data: dict[str, Any], source: str = "adapter config") -> Ad
 __all__ = [
     "ADAPTER_LAYERS",
     "CONFIGS",
+    "KINDS",
     "MOE_LAYERS",
     "AdapterConfig",
+    "AdapterKind",
     "HeadedMoELinear",
     "LoRAConfig",
     "LoRALinear",

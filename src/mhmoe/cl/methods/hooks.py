@@ -76,7 +76,7 @@ class NoHooks:
 class Method:
     name: str
     adapter: str
-    """The adapter kind it trains (a key of mhmoe.adapters.CONFIGS)."""
+    """The adapter kind it trains (a key of mhmoe.adapters.KINDS)."""
     hooks: Callable[[Any, HookContext], Hooks]
     """Makes the method's fresh state for one run, from its options and the context."""
     summary: str
