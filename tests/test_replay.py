@@ -1,9 +1,12 @@
 """Replay: the memory, seeded draws, and the replayed loss against an independent reference."""
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
 import mhmoe
+import mhmoe.observe
 from mhmoe.cl.methods import HookContext
 from mhmoe.cl.methods.replay import Replay, ReplayOptions
 from mhmoe.data.trace import Example, Task
@@ -58,3 +61,31 @@ def test_penalty_is_the_weighted_loss_of_the_drawn_examples():
 def test_bad_options_are_refused(fields):
     with pytest.raises(ConfigError, match="replay config: field"):
         ReplayOptions(**fields)
+
+
+def test_the_loop_balances_the_replayed_forward_with_the_current_one(monkeypatch):
+    """Every forward of a micro-batch, replay's included, adds its balance loss: none replaces another."""
+    from accelerate import Accelerator
+
+    import mhmoe.cl.train as loop
+    from mhmoe.config import TrainSettings
+
+    collected, real = [], loop.collect_balance
+
+    @contextmanager
+    def counting(model):
+        with real(model) as balance:
+            yield balance
+        collected.append(len(balance.losses))
+
+    monkeypatch.setattr(loop, "collect_balance", counting)
+    replay, tokenizer = make(fraction=0.5)
+    config = mhmoe.MHMoEConfig(heads=4, balance_coef=0.1)
+    model = mhmoe.attach(tiny_model(vocab=len(tokenizer), seed=1).double(), config)
+    replay.after_task(model, OLD)
+    settings = TrainSettings(batch_size=4, max_steps=1)
+    loop.train_task(
+        model, tokenizer, OLD, settings, accelerator=Accelerator(cpu=True), hooks=replay, seed=0, task_index=1
+    )
+    layers = len(mhmoe.observe.moe_layers(model))
+    assert collected == [2 * layers]  # the current batch's forward and the replayed one, at every MoE layer

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import mhmoe
+import mhmoe.observe
 from mhmoe.adapters.routing import balance_loss, route
 from mhmoe.models import tiny_model
 
@@ -31,22 +32,53 @@ def test_balance_loss_hand_values():
     torch.testing.assert_close(balance_loss(two_heads, torch.cat([spread, packed])), torch.tensor(1.05))
 
 
-def test_model_balance_loss_is_weighted_mean_and_trains_top1_router():
+def _layer_tensors(model):
+    """Tensors a MoE layer holds outside its parameters and buffers (a forward must leave none)."""
+    layers = mhmoe.observe.moe_layers(model).values()
+    return [k for m in layers for k, v in vars(m).items() if isinstance(v, torch.Tensor) or (k == "balance_log" and v)]
+
+
+def test_collect_balance_is_weighted_mean_over_layers_and_forwards_and_trains_top1_router():
     model = tiny_model("llama")
     mhmoe.attach(model, mhmoe.MHMoEConfig(heads=4, balance_coef=0.5)).train()
-    assert mhmoe.balance_loss(model).item() == 0.0  # no forward yet
-    model(torch.randint(0, 256, (2, 9)))
-    layers = [m for m in model.modules() if hasattr(m, "balance_loss") and isinstance(m.balance_loss, torch.Tensor)]
-    assert len(layers) == 6
-    expected = 0.5 * torch.stack([m.balance_loss for m in layers]).mean()
-    loss = mhmoe.balance_loss(model)
-    torch.testing.assert_close(loss, expected)
-    loss.backward()
+    first, second = torch.randint(0, 256, (2, 9)), torch.randint(0, 256, (3, 5))
+    with mhmoe.collect_balance(model) as nothing:
+        pass
+    assert nothing.loss().item() == 0.0  # no forward in the block
+    with mhmoe.collect_balance(model) as one:
+        model(first)
+    assert len(one.losses) == 6  # one per MoE layer
+    layers = mhmoe.observe.moe_layers(model).values()
+    with mhmoe.record_routes(model) as routes:
+        model(first)
+    by_hand = [balance_loss(p.transpose(0, 1), c.transpose(0, 1)) for c, p in (r.tokens() for r in routes.values())]
+    torch.testing.assert_close(one.loss(), 0.5 * torch.stack(by_hand).mean())
+
+    with mhmoe.collect_balance(model) as two:
+        model(first)
+        model(second)  # a second forward (replay's extra batch) adds to the first, replacing nothing
+    assert len(two.losses) == 12
+    with mhmoe.collect_balance(model) as other:
+        model(second)
+    torch.testing.assert_close(two.loss(), (one.loss() + other.loss()) / 2)
+    two.loss().backward()
     routers = [p for n, p in model.named_parameters() if n.endswith("adapter_router")]
     assert all(torch.count_nonzero(p.grad) > 0 for p in routers)
+
+    assert not _layer_tensors(model)  # outside the block a training forward stores nothing on the layers
+    model(first)
+    assert not _layer_tensors(model) and all(m.balance_log is None for m in layers)
     model.eval()
-    model(torch.randint(0, 256, (2, 9)))
-    assert mhmoe.balance_loss(model).item() == 0.0
+    with mhmoe.collect_balance(model) as evaluating:
+        model(first)
+    assert evaluating.losses == []  # only training forwards count
+
+
+def test_collect_balance_on_plain_lora_is_zero():
+    model = mhmoe.attach(tiny_model("llama"), mhmoe.LoRAConfig()).train()
+    with mhmoe.collect_balance(model) as balance:
+        model(torch.randint(0, 256, (1, 4)))
+    assert balance.loss().item() == 0.0
 
 
 @pytest.mark.parametrize("config", [mhmoe.MHMoEConfig(heads=8, top_k=2), mhmoe.LoRAMoEConfig(top_k=1)])

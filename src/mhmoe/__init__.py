@@ -4,7 +4,7 @@ from mhmoe.accounting import ParameterCount, activated_parameters, count_paramet
 from mhmoe.adapters import LoRAConfig, LoRAMoEConfig, MHMoEConfig
 from mhmoe.errors import AdapterFileError, ConfigError, MhmoeError, ModelLoadError
 from mhmoe.inject import adapter_parameters, attach, load_adapter, save_adapter
-from mhmoe.observe import balance_loss, record_routes
+from mhmoe.observe import collect_balance, record_routes
 
 __version__ = "0.1.0"
 
@@ -20,7 +20,7 @@ __all__ = [
     "activated_parameters",
     "adapter_parameters",
     "attach",
-    "balance_loss",
+    "collect_balance",
     "count_parameters",
     "load_adapter",
     "matched_rank",

@@ -1,9 +1,13 @@
-"""Model-wide views over the attached MoE layers: route recording and the load-balancing loss."""
+"""Model-wide views over the attached MoE layers: route recording and load-balancing loss collection.
+
+Both work the same way: inside a `with` block every MoE layer appends to a log; outside it they hold none.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -39,13 +43,36 @@ def record_routes(model: nn.Module, *, probs: bool = True) -> Iterator[dict[str,
             layer.route_log = None
 
 
-def balance_loss(model: nn.Module) -> torch.Tensor:
-    """The coefficient-weighted load-balancing loss of the last training forward, averaged over MoE layers.
+@dataclass
+class BalanceLosses:
+    """The load-balancing losses collected in one `collect_balance` block: one per MoE layer and forward."""
 
-    Zero when no layer has `balance_coef > 0` (or the model was not in training mode).
+    losses: list[torch.Tensor] = field(default_factory=list)
+    """Each already weighted by its layer's `balance_coef`, in the order the forwards ran."""
+    device: torch.device | None = None
+
+    def loss(self) -> torch.Tensor:
+        """Their mean over every (layer, forward) pair; zero when nothing was collected."""
+        if not self.losses:
+            return torch.zeros((), device=self.device)
+        return torch.stack(self.losses).mean()
+
+
+@contextmanager
+def collect_balance(model: nn.Module) -> Iterator[BalanceLosses]:
+    """Collect the Switch load-balancing loss of every training forward inside the block.
+
+    Each MoE layer with `balance_coef > 0` adds `balance_coef * loss` (per head for MH-MoE) for every forward
+    in training mode; `.loss()` averages them. Outside the block the layers keep nothing, so no loss of an
+    earlier forward can be read by mistake. A model without MoE layers collects nothing (the loss is zero).
     """
-    losses = [m.balance_coef * m.balance_loss for m in moe_layers(model).values() if m.balance_loss is not None]
-    if not losses:
-        param = next(model.parameters(), None)
-        return torch.zeros((), device=param.device if param is not None else None)
-    return torch.stack(losses).mean()
+    param = next(model.parameters(), None)
+    collected = BalanceLosses(device=param.device if param is not None else None)
+    layers = moe_layers(model).values()
+    for layer in layers:
+        layer.balance_log = collected.losses
+    try:
+        yield collected
+    finally:
+        for layer in layers:
+            layer.balance_log = None

@@ -109,7 +109,7 @@ class HeadedMoELinear(nn.Module):
             torch.empty(heads, self.head_dim, experts, rank, **factory).uniform_(-bound, bound)
         )
         self.adapter_B = nn.Parameter(torch.zeros(heads, experts, rank, d_out, **factory))
-        self.balance_loss: torch.Tensor | None = None  # set by forward while training with balance_coef > 0
+        self.balance_log: list[torch.Tensor] | None = None  # set only inside mhmoe.collect_balance
         self.route_log: RouteLog | None = None  # set only inside mhmoe.record_routes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,7 +125,8 @@ class HeadedMoELinear(nn.Module):
         base_out = self.base_layer(x).reshape(-1, self.out_features)
         out = torch.addmm(base_out, hidden, self.adapter_B.view(h * k_experts * r, self.out_features))
 
-        self.balance_loss = balance_loss(probs, chosen) if self.training and self.balance_coef > 0 else None
+        if self.balance_log is not None and self.training and self.balance_coef > 0:
+            self.balance_log.append(self.balance_coef * balance_loss(probs, chosen))
         if self.route_log is not None:
             self.route_log.add(chosen, probs, batch_shape)
         return out.view(*batch_shape, self.out_features)

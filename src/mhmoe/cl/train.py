@@ -27,7 +27,7 @@ from mhmoe.config import TrainSettings
 from mhmoe.data.collate import IGNORE, training_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import MhmoeError
-from mhmoe.observe import balance_loss
+from mhmoe.observe import collect_balance
 
 
 class TrainingError(MhmoeError):
@@ -96,9 +96,11 @@ def _accumulate(model, plain, micro: list[dict], hooks: Hooks, accelerator: Acce
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         # Gradients are averaged across processes once per step, at the last micro-batch.
         with accelerator.no_sync(model) if i < len(micro) - 1 else nullcontext():
-            nll = answer_loss(model, batch, reduction="sum") / answer_tokens
-            added = balance_loss(model)
-            penalty = hooks.penalty(plain)
+            # The block spans every forward of the micro-batch: replay's stored examples are balanced too.
+            with collect_balance(model) as balance:
+                nll = answer_loss(model, batch, reduction="sum") / answer_tokens
+                penalty = hooks.penalty(plain)
+            added = balance.loss()
             if penalty is not None:
                 added = added + penalty
             accelerator.backward(nll * world + added / len(micro))

@@ -20,7 +20,8 @@ class Hooks(Protocol):
 
     For exact resume, `state_dict` returns everything the hooks have learned (tensors, numbers, strings,
     lists and dicts of them: what `torch.load(weights_only=True)` reads back), and `before_task` must be
-    safe to call again on the same task after `load_state_dict`.
+    safe to call again on the same task after `load_state_dict`. A forward that `penalty` runs is inside the
+    loop's `collect_balance` block, so its load-balancing loss is counted with the batch's own.
     """
 
     def before_task(self, model: nn.Module, task: Task) -> None: ...

@@ -4,6 +4,9 @@ After each task a seeded sample of its training examples joins the memory. Each 
 examples then draws n = max(1, round(fraction * B)) stored examples (seeded, uniform with replacement) and
 adds their mean answer loss weighted by n / B. Weighting each example equally, that is the loss of one
 batch of B + n examples of which n are replayed, times (B + n) / B.
+
+With a routed (MoE) adapter the replayed forward's load-balancing loss counts as well: the loop collects
+the balance loss of every forward of a micro-batch, and averages the current batch's and the replayed one's.
 """
 
 from __future__ import annotations
