@@ -41,8 +41,8 @@ def test_token_features_by_hand(setup):
     # Every token with a next token counts: sum(length - 1); no padding, no final tokens.
     counts = [int(b["attention_mask"].sum()) - len(b["input_ids"]) for b in batches]
     assert len(table) == sum(counts)
-    domain = np.repeat([0, 0, 1], [lengths[0] - 1, lengths[1] - 1, lengths[2] - 1])
-    np.testing.assert_array_equal(table.values["domain"], domain)
+    task = np.repeat([0, 0, 1], [lengths[0] - 1, lengths[1] - 1, lengths[2] - 1])
+    np.testing.assert_array_equal(table.values["task"], task)
     assert table.names["label"] == ["-", "x", "y"]
     np.testing.assert_array_equal(table.values["label"], np.repeat([1, 2, 0], [n - 1 for n in lengths]))
     first = table.values["position"][: lengths[0] - 1]  # n tokens: the first half is bucket 0, the rest 1
@@ -114,16 +114,18 @@ def test_analyze_writes_json_six_pictures_and_a_report_section(analysed_run):
     analysis = json.loads((out / "analysis.json").read_text())
     assert analysis["layers"] == [0, 1] and analysis["heads"] == 8
     assert set(analysis["routes"]) == {"loramoe", "mhmoe"}  # LoRA has no routes
-    for feature in ("domain", "label", "frequency", "position"):
+    for feature in ("task", "label", "frequency", "position"):
         accuracy = analysis["probes"][feature]["accuracy"]
         assert len(accuracy) == 2 and all(0 <= a <= 1 for a in accuracy)
-    assert analysis["probes"]["domain"]["accuracy"][0] > analysis["probes"]["domain"]["chance"][0]
+    assert analysis["probes"]["task"]["accuracy"][0] > analysis["probes"]["task"]["chance"][0]
+    assert len(analysis["features"]["task"]) >= 2 and "domain" not in (out / "analysis.json").read_text()
     mhmoe_routes = analysis["routes"]["mhmoe"]
     assert mhmoe_routes["heads"] == 8 and len(mhmoe_routes["path"]) == 2 and all(n >= 1 for n in mhmoe_routes["path"])
     pictures = sorted(p.name for p in out.glob("*.png"))
     assert len(pictures) == 6 and all((out / p).read_bytes()[:4] == b"\x89PNG" for p in pictures)
     report = (analysed_run / "report.md").read_text()
     assert report.count("## Analysis") == 1 and "Is MH-MoE's N_eff lower than LoRAMoE's?" in report
+    assert "(task, label, frequency, position)" in report and "- task: probe accuracy" in report
     assert all(f"(analysis/{p})" in report for p in pictures)
     assert "| R[i][j] |" in report  # the run's own report is kept
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from mhmoe.analysis.compositions import effective_compositions, per_head_compositions
 from mhmoe.analysis.forgetting import route_forgetting
@@ -22,6 +24,7 @@ from mhmoe.analysis.record import output_gradients, router_inputs, routes_and_lo
 from mhmoe.analysis.summary import draw, report_section
 from mhmoe.analysis.tokens import (
     FEATURES,
+    Batch,
     TokenTable,
     analysis_batches,
     analysis_examples,
@@ -39,7 +42,7 @@ from mhmoe.models import load_model
 MOE_KINDS = ("loramoe", "mhmoe")
 
 
-def analysed_modules(model, suffix: str, max_layers: int) -> list[str]:
+def analysed_modules(model: nn.Module, suffix: str, max_layers: int) -> list[str]:
     """Up to `max_layers` modules named `suffix`, evenly spaced through the model."""
     names = list(find_targets(model, [suffix]))
     picks = np.unique(np.linspace(0, len(names) - 1, min(max_layers, len(names))).round().astype(int))
@@ -59,7 +62,7 @@ def _sample(count: int, keep: int, seed: int, allowed: np.ndarray | None = None)
     return mask
 
 
-def _few_batches(batches: list[dict], tokens: int, seed: int) -> np.ndarray:
+def _few_batches(batches: list[Batch], tokens: int, seed: int) -> np.ndarray:
     """Tokens of a seeded set of batches holding about 4x `tokens`: the gradient pass (a backward per batch)
     then visits only those batches, however long the corpus."""
     starts, counts = batch_spans(batches)
@@ -73,7 +76,9 @@ def _few_batches(batches: list[dict], tokens: int, seed: int) -> np.ndarray:
     return allowed
 
 
-def probe_section(h: dict[str, np.ndarray], table: TokenTable, kept: np.ndarray, heads: int, s, seed: int):
+def probe_section(
+    h: dict[str, np.ndarray], table: TokenTable, kept: np.ndarray, heads: int, s: AnalysisSettings, seed: int
+) -> tuple[dict[str, dict[str, list]], list[list[list[float | None]]]]:
     """Per layer and feature: probe accuracy, chance, head shares; per layer the features' subspace overlap."""
     train, test = split_tokens(int(kept.sum()), s.test_share, seed)
     result = {f: {"accuracy": [], "chance": [], "head_shares": []} for f in FEATURES}
@@ -103,7 +108,9 @@ def probe_section(h: dict[str, np.ndarray], table: TokenTable, kept: np.ndarray,
     return result, overlaps
 
 
-def gradient_section(grads: dict, compositions: np.ndarray, seed: int) -> dict[str, Any]:
+def gradient_section(
+    grads: dict[str, tuple[torch.Tensor, torch.Tensor]], compositions: np.ndarray, seed: int
+) -> dict[str, Any]:
     """Per layer: composition coherence and cross-composition cosines of per-token weight gradients."""
     layers = {}
     for name, (inputs, deltas) in grads.items():
@@ -113,16 +120,16 @@ def gradient_section(grads: dict, compositions: np.ndarray, seed: int) -> dict[s
 
 
 def route_section(
-    model,
-    batches,
+    model: nn.Module,
+    batches: list[Batch],
     table: TokenTable,
     compositions: np.ndarray,
     modules: list[str],
     before: Path,
     after: Path,
-    s,
-    progress,
-):
+    s: AnalysisSettings,
+    progress: bool,
+) -> dict[str, Any]:
     """N_eff per layer (path-wise and per head) and route-wise forgetting of one MoE method.
 
     `compositions` holds every analysed token's composition id (table.compositions(), computed once).
@@ -133,8 +140,8 @@ def route_section(
     after_model = load_adapter(copy.deepcopy(model), after)
     _, loss_after = routes_and_losses(after_model, batches, [], progress)
     del after_model
-    last = len(table.names["domain"]) - 1
-    old = table.values["domain"] < last
+    last = len(table.names["task"]) - 1
+    old = table.values["task"] < last
     compositions = compositions[old]
     path, per_head, keys = [], [], []
     for index, name in enumerate(modules):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,12 @@ class RouteCompositions:
     """sum_r m(r) N_eff(r), the mass-weighted mean."""
 
 
-def _as_rows(values: np.ndarray) -> np.ndarray:
+def _as_rows(values: ArrayLike) -> np.ndarray:
     values = np.asarray(values)
     return values.reshape(len(values), -1)
 
 
-def effective_compositions(routes, compositions) -> RouteCompositions:
+def effective_compositions(routes: ArrayLike, compositions: ArrayLike) -> RouteCompositions:
     """N_eff of every route and their mass-weighted mean.
 
     routes: (T,) route ids or (T, ...) per-token route tuples (e.g. the (H, k) choices of MH-MoE's heads,
@@ -61,7 +62,7 @@ def effective_compositions(routes, compositions) -> RouteCompositions:
     return RouteCompositions(route_rows, route_of_token, tokens, n_eff, mass, float((mass * n_eff).sum()))
 
 
-def per_head_compositions(chosen, compositions) -> list[RouteCompositions]:
+def per_head_compositions(chosen: ArrayLike, compositions: ArrayLike) -> list[RouteCompositions]:
     """N_eff with each head's own choice as the route: chosen is (T, H, k); one result per head."""
     chosen = np.asarray(chosen)
     return [effective_compositions(np.sort(chosen[:, h], axis=-1), compositions) for h in range(chosen.shape[1])]

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from mhmoe.analysis.compositions import RouteCompositions, effective_compositions
@@ -68,7 +69,15 @@ def spearman_interval(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> Corr
     return Correlation(rho, math.tanh(z - half), math.tanh(z + half), n)
 
 
-def route_forgetting(routes, compositions, loss_before, loss_after, *, bins: int = 4, min_tokens: int = 5):
+def route_forgetting(
+    routes: ArrayLike,
+    compositions: ArrayLike,
+    loss_before: ArrayLike,
+    loss_after: ArrayLike,
+    *,
+    bins: int = 4,
+    min_tokens: int = 5,
+) -> RouteForgetting:
     """Delta L_old per route, binned by mass-quantiles of N_eff, and its correlation with N_eff.
 
     routes and compositions as for `effective_compositions`; loss_before/loss_after: (T,) per-token losses

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 
 def token_gradient_gram(output_grads: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,9 @@ class CompositionCosines:
     """The cosine between the mean gradients of every pair of distinct compositions (upper triangle)."""
 
 
-def composition_cosines(gram, compositions, *, min_tokens: int = 4, splits: int = 8, seed: int = 0):
+def composition_cosines(
+    gram: ArrayLike, compositions: ArrayLike, *, min_tokens: int = 4, splits: int = 8, seed: int = 0
+) -> CompositionCosines:
     """Within-composition coherence and cross-composition cosines from a per-token gradient Gram matrix."""
     gram = np.asarray(gram, dtype=np.float64)
     compositions = np.asarray(compositions)

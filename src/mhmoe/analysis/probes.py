@@ -41,13 +41,15 @@ def split_tokens(count: int, test_share: float, seed: int) -> tuple[np.ndarray, 
     return order[:cut], order[cut:]
 
 
-def train_probe(h_train, y_train, h_test, y_test, *, max_iter: int = 300) -> Probe | None:
+def train_probe(
+    h_train: np.ndarray, y_train: np.ndarray, h_test: np.ndarray, y_test: np.ndarray, *, max_iter: int = 300
+) -> Probe | None:
     """A multinomial logistic probe on standardised h; None when the training tokens hold one class."""
     if len(np.unique(y_train)) < 2 or len(y_test) == 0:
         return None
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
     with warnings.catch_warnings():
-        # Separable features (e.g. the domain) keep lbfgs growing the weights past max_iter; the accuracy
+        # Separable features (e.g. the task) keep lbfgs growing the weights past max_iter; the accuracy
         # has long settled by then, and a warning per probe would drown the progress bars.
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(h_train, y_train)
@@ -60,7 +62,9 @@ def subspace_overlap(w_a: np.ndarray, w_b: np.ndarray) -> float:
     return float(np.mean(np.cos(subspace_angles(w_a.T, w_b.T)) ** 2))
 
 
-def head_importance(probe: Probe, h_train: np.ndarray, h_test: np.ndarray, y_test, heads: int) -> np.ndarray:
+def head_importance(
+    probe: Probe, h_train: np.ndarray, h_test: np.ndarray, y_test: np.ndarray, heads: int
+) -> np.ndarray:
     """Accuracy drop when head m's slice of h is replaced by its training mean, for every head m."""
     width = h_test.shape[1] // heads
     means = h_train.mean(axis=0)

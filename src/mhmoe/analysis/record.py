@@ -5,12 +5,14 @@ Under several processes each takes its share of the batches and all of them gath
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mhmoe.analysis.tokens import batch_spans, token_mask
+from mhmoe.analysis.tokens import Batch, batch_spans, token_mask
 from mhmoe.distributed import map_shared
 from mhmoe.observe import record_routes
 
@@ -19,21 +21,21 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _model_inputs(batch: dict, device) -> dict:
+def _model_inputs(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
 
 
 def _capture(model: nn.Module, modules: list[str], seen: dict, *, outputs: bool = False) -> list:
     """Forward hooks keeping each named module's latest input (and output): h and, for gradients, y."""
 
-    def hook(name):
+    def hook(name: str) -> Callable[..., None]:
         return lambda module, args, out: seen.__setitem__(name, (args[0], out) if outputs else args[0])
 
     return [model.get_submodule(name).register_forward_hook(hook(name)) for name in modules]
 
 
 def router_inputs(
-    model, batches, modules: list[str], keep: np.ndarray, progress: bool = True
+    model: nn.Module, batches: list[Batch], modules: list[str], keep: np.ndarray, progress: bool = True
 ) -> dict[str, np.ndarray]:
     """h at every named module for the kept tokens (keep: a boolean mask over all analysed tokens)."""
     model.eval()
@@ -41,7 +43,7 @@ def router_inputs(
     handles = _capture(model, modules, seen)
 
     @torch.no_grad()
-    def one(index: int, batch: dict) -> dict[str, np.ndarray]:
+    def one(index: int, batch: Batch) -> dict[str, np.ndarray]:
         mask = token_mask(batch)
         model(**_model_inputs(batch, _device(model)), use_cache=False)
         take = torch.from_numpy(keep[offsets[index] : offsets[index] + int(mask.sum())])
@@ -55,19 +57,21 @@ def router_inputs(
     return {name: np.concatenate([p[name] for p in parts]) for name in modules}
 
 
-def _token_losses(logits: torch.Tensor, batch: dict, mask: torch.Tensor) -> torch.Tensor:
+def _token_losses(logits: torch.Tensor, batch: Batch, mask: torch.Tensor) -> torch.Tensor:
     targets = batch["input_ids"][:, 1:].to(logits.device)
     logits = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32))  # no half-precision softmax
     losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
     return losses[mask[:, :-1].to(logits.device)]
 
 
-def routes_and_losses(model, batches, modules: list[str], progress: bool = True):
+def routes_and_losses(
+    model: nn.Module, batches: list[Batch], modules: list[str], progress: bool = True
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per analysed token: each named MoE module's chosen experts (T, H, k) and the next-token loss (T,)."""
     model.eval()
 
     @torch.no_grad()
-    def one(index: int, batch: dict):
+    def one(index: int, batch: Batch) -> tuple[dict[str, np.ndarray], np.ndarray]:
         mask = token_mask(batch)
         with record_routes(model, probs=False) as logs:
             logits = model(**_model_inputs(batch, _device(model)), use_cache=False).logits
@@ -79,7 +83,9 @@ def routes_and_losses(model, batches, modules: list[str], progress: bool = True)
     return routes, np.concatenate([losses for _, losses in parts])
 
 
-def output_gradients(model, batches, modules: list[str], keep: np.ndarray, progress: bool = True):
+def output_gradients(
+    model: nn.Module, batches: list[Batch], modules: list[str], keep: np.ndarray, progress: bool = True
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """For the kept tokens: each module's input x_t and the loss gradient delta_t at its output.
 
     The loss is the summed next-token loss of every analysed token, so sum_t delta_t x_t^T is the batch
@@ -90,7 +96,7 @@ def output_gradients(model, batches, modules: list[str], keep: np.ndarray, progr
     handles = _capture(model, modules, seen, outputs=True)
     embed = model.get_input_embeddings()
 
-    def one(index: int, batch: dict):
+    def one(index: int, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         mask = token_mask(batch)
         take = torch.from_numpy(keep[offsets[index] : offsets[index] + int(mask.sum())])
         if not take.any():  # no sampled token here: skip the forward and backward

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from mhmoe.analysis import plots
 from mhmoe.analysis.tokens import FEATURES
 
 
-def _mean(values) -> float:
+def _mean(values: Iterable[float | None]) -> float:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else float("nan")
 

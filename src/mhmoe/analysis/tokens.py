@@ -1,4 +1,4 @@
-"""The analysed tokens and their features: domain (task), label, token-frequency and position buckets.
+"""The analysed tokens and their features: task (its index in the stream), label, frequency and position buckets.
 
 Every token with a next token counts (prompt and answer, padding excluded), in the row-major order of
 the left-padded batches the recorders run, so index t means the same token everywhere. A composition is
@@ -12,11 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
 
-FEATURES = ("domain", "label", "frequency", "position")
+FEATURES = ("task", "label", "frequency", "position")
+Batch = dict[str, torch.Tensor]
+"""One left-padded batch of analysed examples: input_ids, attention_mask, position_ids, labels, task."""
 NO_LABEL = "-"
 
 
@@ -28,9 +31,9 @@ class TokenTable:
     """Per feature, the name of each value index."""
 
     def __len__(self) -> int:
-        return len(self.values["domain"])
+        return len(self.values["task"])
 
-    def compositions(self, features=FEATURES) -> np.ndarray:
+    def compositions(self, features: tuple[str, ...] = FEATURES) -> np.ndarray:
         """Each token's composition as an integer id (the tuple of its feature values)."""
         rows = np.stack([self.values[f] for f in features], axis=1)
         return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
@@ -46,7 +49,9 @@ def analysis_examples(tasks: list[Task], per_task: int, seed: int) -> list[tuple
     return chosen
 
 
-def analysis_batches(tokenizer, examples: list[tuple[int, Example]], batch_size: int, max_length: int) -> list[dict]:
+def analysis_batches(
+    tokenizer: PreTrainedTokenizerBase, examples: list[tuple[int, Example]], batch_size: int, max_length: int
+) -> list[Batch]:
     """Left-padded batches of the examples, each with the task index of its rows."""
     batches = []
     for start in range(0, len(examples), batch_size):
@@ -57,14 +62,14 @@ def analysis_batches(tokenizer, examples: list[tuple[int, Example]], batch_size:
     return batches
 
 
-def token_mask(batch: dict) -> torch.Tensor:
+def token_mask(batch: Batch) -> torch.Tensor:
     """(B, L) True at the analysed tokens: real tokens that have a next token."""
     mask = batch["attention_mask"].bool().clone()
     mask[:, -1] = False  # left padding: the last column is every row's final token
     return mask
 
 
-def batch_spans(batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def batch_spans(batches: list[Batch]) -> tuple[np.ndarray, np.ndarray]:
     """(start, count) of each batch's analysed tokens among all analysed tokens."""
     counts = np.array([int(token_mask(b).sum()) for b in batches], dtype=np.int64)
     return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64), counts
@@ -76,19 +81,24 @@ def _buckets(values: np.ndarray, count: int) -> np.ndarray:
 
 
 def token_table(
-    batches: list[dict], examples, task_names: list[str], *, frequency_buckets: int, position_buckets: int
-):
+    batches: list[Batch],
+    examples: list[tuple[int, Example]],
+    task_names: list[str],
+    *,
+    frequency_buckets: int,
+    position_buckets: int,
+) -> TokenTable:
     """The features of every analysed token of `batches` (made from `examples` by analysis_batches)."""
     labels = [e.features.get("label", NO_LABEL) for _, e in examples]
     label_names = sorted(set(labels))
-    domain, label, ids, position = [], [], [], []
+    task, label, ids, position = [], [], [], []
     row = 0
     for batch in batches:
         mask = token_mask(batch)
         lengths = mask.sum(dim=1)
         for b in range(mask.shape[0]):
             n = int(lengths[b])
-            domain += [int(batch["task"][b])] * n
+            task += [int(batch["task"][b])] * n
             label += [label_names.index(labels[row])] * n
             ids += batch["input_ids"][b][mask[b]].tolist()
             position += (np.minimum(np.arange(n) * position_buckets // max(n, 1), position_buckets - 1)).tolist()
@@ -97,13 +107,13 @@ def token_table(
     counts = np.bincount(ids)[ids]  # how often each token's id occurs among the analysed tokens
     return TokenTable(
         values={
-            "domain": np.array(domain),
+            "task": np.array(task),
             "label": np.array(label),
             "frequency": _buckets(counts, frequency_buckets),
             "position": np.array(position),
         },
         names={
-            "domain": list(task_names),
+            "task": list(task_names),
             "label": label_names,
             "frequency": [f"q{i + 1}" for i in range(frequency_buckets)],
             "position": [f"{i}/{position_buckets}" for i in range(position_buckets)],
