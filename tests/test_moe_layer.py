@@ -1,4 +1,5 @@
-"""The head-batched MoE layer against a plain per-token loop that follows the MH-MoE equation literally."""
+"""The head-batched MoE layer against the plain per-token loop (mhmoe.adapters.reference) that follows the
+MH-MoE equation literally."""
 
 import math
 
@@ -8,30 +9,7 @@ from torch import nn
 
 import mhmoe
 from mhmoe.adapters.moe import HeadedMoELinear
-
-
-def reference_forward(layer: HeadedMoELinear, x: torch.Tensor) -> torch.Tensor:
-    """y_n = W x_n + s * sum_m sum_{j in S_m(n)} a_{m,j} B_j^(m) A_j^(m) x_{n,m}, one token and head at a time."""
-    flat = x.reshape(-1, layer.in_features)
-    d_h, k = layer.head_dim, layer.top_k
-    rows = []
-    for n in range(flat.shape[0]):
-        y = layer.base_layer(flat[n])
-        for m in range(layer.heads):
-            x_m = flat[n, m * d_h : (m + 1) * d_h]
-            logits = torch.stack([x_m @ layer.adapter_router[m, :, j] for j in range(layer.experts)])
-            chosen = sorted(range(layer.experts), key=lambda j: -logits[j].item())[:k]
-            if layer.gate == "selected":
-                exps = [torch.exp(logits[j] - logits[chosen].max()) for j in chosen]
-                weights = [e / sum(exps) for e in exps]
-            else:
-                all_exps = [torch.exp(logits[j] - logits.max()) for j in range(layer.experts)]
-                weights = [all_exps[j] / sum(all_exps) for j in chosen]
-            for j, w in zip(chosen, weights, strict=True):
-                expert_out = (layer.dropout(x_m) @ layer.adapter_A[m, :, j, :]) @ layer.adapter_B[m, j]
-                y = y + layer.scaling * w * expert_out
-        rows.append(y)
-    return torch.stack(rows).reshape(*x.shape[:-1], layer.out_features)
+from mhmoe.adapters.reference import reference_forward
 
 
 def make_layer(heads, top_k, gate="selected", d_in=24, d_out=10, experts=4, rank=3):

@@ -10,6 +10,8 @@ LoRAMoE is the same layer with H = 1. The computation is dense-masked and head-b
 matmul runs every head's router, one runs every expert's A, the gates zero the unchosen experts, and
 one matmul runs all B's. Unchosen experts therefore get exactly zero gradient, and a few large
 operations beat a sparse dispatch on CPUs and at small batches (see benchmarks/adapter_layer.py).
+The line-by-line form of the research's Algorithm 1, one token and head at a time, is
+`mhmoe.adapters.reference.reference_forward`; the tests check this layer against it.
 """
 
 from __future__ import annotations
