@@ -73,6 +73,7 @@ def test_training_on_collated_labels_teaches_generation(tokenizer):
         model(**batch).loss.backward()
         optimizer.step()
     task = Task("toy", "accuracy", 4, {"test": examples})
-    score, predictions = score_task(model, tokenizer, task)
-    assert predictions == ["7 7", "B"] and score == 100.0
+    found = score_task(model, tokenizer, task)
+    score, predictions = found.score, found.predictions
+    assert predictions == ["7 7", "B"] and score == 100.0 and found.error == 0.0
     assert mean_score("accuracy", predictions, ["7 7", "C"]) == 50.0

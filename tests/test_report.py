@@ -1,19 +1,32 @@
 """The report's tables and verdicts from a hand-made result."""
 
-from mhmoe.cl.report import comparison_table, learned_tasks, r_matrix_table, verdicts
-from mhmoe.metrics import bwt, fwt, op
+from mhmoe.cl.report import (
+    comparison_table,
+    learned_tasks,
+    loss_matrix_table,
+    r_matrix_table,
+    router_lines,
+    verdicts,
+)
+from mhmoe.metrics import bwt, fwt, loss_bwt, op
 
 R = [[90.0, 10.0], [40.0, 80.0]]
+L = [[0.5, 3.0], [1.25, 0.25]]
 BASE = [20.0, 78.0]
 RESULTS = {
     "tasks": ["T1", "T2"],
     "base": BASE,
+    "base_se": [4.0, 4.1],
+    "base_L": [4.0, 3.5],
     "methods": {
         "lora": {
             "R": R,
+            "R_se": [[3.0, 3.04], [4.9, 4.0]],
+            "L": L,
             "op": op(R),
             "bwt": bwt(R),
             "fwt": fwt(R, BASE),
+            "loss_bwt": loss_bwt(L),
             "parameters": {"activated": 1234, "total": 5678},
         }
     },
@@ -32,8 +45,33 @@ def test_verdict_sentences_say_what_R_says():
 
 def test_tables_hold_the_final_row_and_every_row():
     table = comparison_table(RESULTS).splitlines()
-    assert table[0] == "| method | activated params | total params | T1 | T2 | OP | BWT |"
-    assert table[2] == "| untrained | 0 | 0 | 20.0 | 78.0 | 49.0 | - |"
-    assert table[3] == "| lora | 1,234 | 5,678 | 40.0 | 80.0 | 60.0 | -50.0 |"
-    rows = r_matrix_table(RESULTS["methods"]["lora"], RESULTS["tasks"], BASE).splitlines()
-    assert rows[2:] == ["| untrained | 20.0 | 78.0 |", "| after 1 T1 | 90.0 | 10.0 |", "| after 2 T2 | 40.0 | 80.0 |"]
+    assert table[0] == "| method | activated params | total params | T1 | T2 | OP | BWT | loss-BWT |"
+    assert table[2] == "| untrained | 0 | 0 | 20.0 | 78.0 | 49.0 | - | - |"
+    assert table[3] == "| lora | 1,234 | 5,678 | 40.0 | 80.0 | 60.0 | -50.0 | +0.750 |"  # 1.25 - 0.5
+    rows = r_matrix_table(RESULTS["methods"]["lora"], RESULTS["tasks"], BASE, RESULTS["base_se"]).splitlines()
+    assert rows[2:] == [
+        "| untrained | 20.0 ± 4.0 | 78.0 ± 4.1 |",
+        "| after 1 T1 | 90.0 ± 3.0 | 10.0 ± 3.0 |",
+        "| after 2 T2 | 40.0 ± 4.9 | 80.0 ± 4.0 |",
+    ]
+    rows = loss_matrix_table(RESULTS["methods"]["lora"], RESULTS["tasks"], RESULTS["base_L"]).splitlines()
+    assert rows[2:] == [
+        "| untrained | 4.000 | 3.500 |",
+        "| after 1 T1 | 0.500 | 3.000 |",
+        "| after 2 T2 | 1.250 | 0.250 |",
+    ]
+
+
+def test_router_facts_say_when_routers_cannot_train():
+    router = {
+        "fixed_by_design": True,
+        "trained": {"a": False, "b": False},
+        "load": {
+            "a": {"share": [[0.5, 0.5], [1.0, 0.0]], "entropy": [1.0, 0.0]},
+            "b": {"share": [[0.75, 0.25]], "entropy": [0.81]},
+        },
+    }
+    (line,) = router_lines("mhmoe", router)
+    assert "received gradient in 0 of 2 MoE layers" in line and "receive no gradient" in line
+    assert "min 0.00, mean 0.60" in line and "100% of a head's tokens at most, 75% on average" in line
+    assert router_lines("lora", None) == []

@@ -13,7 +13,7 @@ from mhmoe.cli import main
 from mhmoe.config import load_config
 from mhmoe.data.trace import DataError, load_stream
 from mhmoe.errors import ConfigError
-from mhmoe.metrics import bwt, fwt, op
+from mhmoe.metrics import bwt, fwt, loss_bwt, op
 
 TASKS = ["Stance-Policy", "Arithmetic", "QA-Choice"]
 TINY = [
@@ -46,6 +46,9 @@ def test_results_hold_R_with_its_metrics(finished_run):
         R = m["R"]
         assert len(R) == 3 and all(len(row) == 3 and all(0 <= s <= 100 for s in row) for row in R)
         assert (m["op"], m["bwt"], m["fwt"]) == (op(R), bwt(R), fwt(R, results["base"]))
+        assert len(m["R_se"]) == 3 and all(0 <= e <= 50 for row in m["R_se"] for e in row)
+        assert len(m["L"]) == 3 and all(v > 0 for row in m["L"] for v in row) and m["loss_bwt"] == loss_bwt(m["L"])
+    assert len(results["base_se"]) == 3 and len(results["base_L"]) == 3
 
 
 def test_methods_are_compared_at_matched_activated_parameters(finished_run):
@@ -64,6 +67,7 @@ def test_run_folder_has_config_metrics_report_picture_and_adapters(finished_run)
     assert sum(r["event"] == "eval" for r in records) == 1 + 3 * 3  # the untrained row, then one per task
     report = (run_dir / "report.md").read_text()
     assert "| method | activated params |" in report and "![R matrices](R.png)" in report
+    assert "| L[i][j] |" in report and "R[i][j] ± se" in report and (run_dir / "L.png").is_file()
     assert "**mhmoe**" in report and f"OP {results['methods']['mhmoe']['op']:.1f}" in report
     assert (run_dir / "R.png").read_bytes()[:4] == b"\x89PNG"
     for method in results["methods"]:
@@ -74,8 +78,23 @@ def test_run_folder_has_config_metrics_report_picture_and_adapters(finished_run)
 
 def test_a_saved_adapter_scores_exactly_its_row_of_R(finished_run):
     run_dir, results = finished_run
-    scores = evaluate_adapter(run_dir / "adapters" / "mhmoe" / "3-QA-Choice")
-    assert list(scores.values()) == results["methods"]["mhmoe"]["R"][-1]
+    names, row = evaluate_adapter(run_dir / "adapters" / "mhmoe" / "3-QA-Choice")
+    mhmoe = results["methods"]["mhmoe"]
+    assert names == TASKS and row.scores == mhmoe["R"][-1] and row.errors == mhmoe["R_se"][-1]
+    assert row.losses == pytest.approx(mhmoe["L"][-1], rel=1e-6)
+
+
+def test_router_facts_of_the_default_moe_configuration(finished_run):
+    """Top-1, gate 'selected', no balance loss: the routers get exactly zero gradient, and the report says so."""
+    run_dir, results = finished_run
+    for name in ("loramoe", "mhmoe"):
+        router = results["methods"][name]["router"]
+        assert router["fixed_by_design"] and not any(router["trained"].values())
+        for layer in router["load"].values():
+            assert all(abs(sum(head) - 1) < 1e-6 for head in layer["share"])
+            assert all(0 <= e <= 1 + 1e-6 for e in layer["entropy"])
+    assert results["methods"]["lora"]["router"] is None
+    assert "receive no gradient" in (run_dir / "report.md").read_text()
 
 
 def test_same_seed_gives_the_same_R(finished_run, tmp_path):

@@ -42,6 +42,8 @@ def _shortcuts(args: argparse.Namespace) -> list[str]:
     for flag, key in (("model", "model.name"), ("benchmark", "data.benchmark"), ("data_dir", "data.data_dir")):
         if getattr(args, flag, None):
             overrides.append(f"{key}={getattr(args, flag)}")
+    if getattr(args, "seeds", None):
+        overrides.append(f"seeds=[{args.seeds}]")
     if getattr(args, "name", None):
         overrides.append(f"name={args.name}")
     return overrides + list(args.set or [])
@@ -58,6 +60,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def command_run(args: argparse.Namespace) -> int:
     from mhmoe.cl.report import comparison_table
     from mhmoe.cl.run import run
+    from mhmoe.cl.seeds import seeds_table
     from mhmoe.config import DEFAULT_PRESET, load_config
     from mhmoe.distributed import process_state
 
@@ -70,7 +73,7 @@ def command_run(args: argparse.Namespace) -> int:
         run_dir = run(load_config(source, _shortcuts(args)), preset=Path(source).stem)
     if process_state().is_main_process:  # under torchrun / accelerate launch, one process reports
         results = json.loads((run_dir / "results.json").read_text())
-        print(comparison_table(results))
+        print(seeds_table(results) if "seeds" in results else comparison_table(results))
         print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 
@@ -78,11 +81,12 @@ def command_run(args: argparse.Namespace) -> int:
 def command_eval(args: argparse.Namespace) -> int:
     from mhmoe.cl.evaluate_adapter import evaluate_adapter
 
-    scores = evaluate_adapter(args.adapter, args.config, _shortcuts(args), progress=True)
-    width = max(len(name) for name in scores)
-    for name, score in scores.items():
-        print(f"{name:{width}}  {score:6.1f}")
-    print(f"{'mean':{width}}  {sum(scores.values()) / len(scores):6.1f}")
+    names, row = evaluate_adapter(args.adapter, args.config, _shortcuts(args), progress=True)
+    width = max(len(name) for name in [*names, "task"])
+    print(f"{'task':{width}}  {'score':>6}  {'+-se':>5}  {'loss (nats/token)':>17}")
+    for name, score, error, loss in zip(names, row.scores, row.errors, row.losses, strict=True):
+        print(f"{name:{width}}  {score:6.1f}  {error:5.1f}  {loss:17.3f}")
+    print(f"{'mean':{width}}  {sum(row.scores) / len(row.scores):6.1f}")
     return 0
 
 
@@ -110,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(run)
     run.add_argument("--methods", help="comma-separated methods, e.g. lora,loramoe,mhmoe")
     run.add_argument("--name", help="run folder name under output_dir")
+    run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: every method runs once per seed")
     run.add_argument(
         "--resume",
         metavar="RUN_DIR",

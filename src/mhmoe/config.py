@@ -184,7 +184,12 @@ class RunConfig:
     output_dir: str = "runs"
     """Where run folders are created."""
     seed: int = 0
-    """Seeds the data, the adapter initialisation and the batch order."""
+    """Seeds the data sample, the adapter initialisation and the batch order (when 'seeds' is empty)."""
+    seeds: list[int] = field(default_factory=list)
+    """Run every method once per seed (each in its own folder seed-<s>/), then report means and 95% intervals
+    over seeds and paired differences against 'compare_to'; empty: one run with 'seed'."""
+    compare_to: str | None = None
+    """Reference method of the paired per-seed differences; empty: mhmoe when it is in the run, else none."""
     methods: list[str] = field(default_factory=lambda: ["lora", "loramoe", "mhmoe"])
     """Methods trained on the same stream, one after another (see `mhmoe run --help`)."""
     match_activated: str | None = "mhmoe"
@@ -220,6 +225,14 @@ class RunConfig:
                 f"got {self.match_activated!r}"
             )
         check_int("run", "seed", self.seed, minimum=0)
+        for seed in self.seeds:
+            check_int("run", "seeds", seed, minimum=0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"run config: field 'seeds' repeats a seed: {self.seeds}")
+        if self.compare_to is not None and self.compare_to not in self.methods:
+            raise ConfigError(
+                f"run config: field 'compare_to' names {self.compare_to!r}, which is not in 'methods' {self.methods}"
+            )
         for tracker in self.log_with:
             if tracker not in ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"):
                 raise ConfigError(f"run config: field 'log_with' has unknown tracker {tracker!r}")
@@ -227,6 +240,16 @@ class RunConfig:
             self.adapter(kind)  # validates every kind's fields now, not mid-run
         for name in self.method_options:
             self.options(name)
+
+    def seed_list(self) -> list[int]:
+        """The seeds this run trains on: 'seeds', or just 'seed'."""
+        return list(self.seeds) or [self.seed]
+
+    def reference_method(self) -> str | None:
+        """The method others are compared with, seed by seed: 'compare_to', else mhmoe when it runs."""
+        if self.compare_to is not None:
+            return self.compare_to
+        return "mhmoe" if "mhmoe" in self.methods else None
 
     def adapter(self, kind: str) -> AdapterConfig:
         """The validated adapter config of one kind, from `adapters.<kind>`."""

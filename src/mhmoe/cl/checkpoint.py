@@ -47,8 +47,8 @@ class Checkpoint:
     position: Position
     results: dict[str, Any]
     """results.json as it stands (the untrained row and the finished methods)."""
-    rows: list[list[float]] = field(default_factory=list)
-    """The current method's rows of R so far."""
+    rows: dict[str, Any] = field(default_factory=dict)
+    """The current method's results so far: rows of R, their errors, rows of L, router gradients."""
     seconds: dict[str, float] = field(default_factory=dict)
     """The current method's training and evaluation time so far."""
     metrics_bytes: int = 0

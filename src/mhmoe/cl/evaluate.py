@@ -1,4 +1,5 @@
-"""Score a model on a task: batched greedy generation with the KV cache, then the task's scorer.
+"""Score a model on a task: batched greedy generation with the KV cache, then the task's scorer; and its
+teacher-forced answer loss, the continuous measure of what a model still knows that greedy decoding can hide.
 
 Greedy decoding is deterministic, so a score depends only on the weights. Scores are on 0-100. Under
 several processes each generates its share of the prompt batches and every process gathers all of them.
@@ -7,15 +8,18 @@ several processes each generates its share of the prompt batches and every proce
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from mhmoe.cl.loss import answer_nll_per_example
 from mhmoe.config import EvalSettings
-from mhmoe.data.collate import prompt_batch
+from mhmoe.data.collate import prompt_batch, training_batch
 from mhmoe.data.trace import Task
 from mhmoe.distributed import map_shared
-from mhmoe.metrics.text import mean_score
+from mhmoe.metrics.text import example_scores
+from mhmoe.metrics.uncertainty import score_error
 
 
 @torch.no_grad()
@@ -53,10 +57,26 @@ def generate(
     return outputs
 
 
+@dataclass
+class TaskScore:
+    score: float
+    """The task's score (0-100): the mean of its examples' scores."""
+    error: float
+    """Its standard error over the examples (binomial for 0/100 scorers, else bootstrap)."""
+    predictions: list[str]
+
+
 def score_task(
-    model, tokenizer, task: Task, split: str = "test", *, batch_size: int = 16, max_prompt_tokens: int = 512
-) -> tuple[float, list[str]]:
-    """The task's score on `split` and the generations it was computed from.
+    model,
+    tokenizer,
+    task: Task,
+    split: str = "test",
+    *,
+    batch_size: int = 16,
+    max_prompt_tokens: int = 512,
+    seed: int = 0,
+) -> TaskScore:
+    """The task's score on `split`, its standard error (bootstrap seeded by `seed`) and the generations.
 
     Prompts go in batches of `batch_size`; under several processes each generates its share of the batches.
     """
@@ -78,22 +98,69 @@ def score_task(
     )
     predictions = [text for chunk in generated for text in chunk]
     answers, sources = [e.answer for e in examples], [e.prompt for e in examples]
-    return mean_score(task.scorer, predictions, answers, sources), predictions
+    per_example = example_scores(task.scorer, predictions, answers, sources)
+    score = sum(per_example) / max(len(per_example), 1)
+    return TaskScore(score, score_error(task.scorer, per_example, seed=seed), predictions)
 
 
-def score_stream(
-    model, tokenizer, tasks: Sequence[Task], settings: EvalSettings, *, progress: bool, label: str = "evaluate"
-) -> list[float]:
-    """One row of R: the model's score on every task (one progress bar over the tasks)."""
-    scores = []
+@torch.no_grad()
+def task_loss(model, tokenizer, task: Task, split: str = "test", *, batch_size: int = 16, max_length: int = 256):
+    """Task's mean answer-token negative log-likelihood (nats per token), teacher-forced as in training.
+
+    The answers (with their end-of-sequence token) are scored after their prompts, one forward per batch;
+    the mean is over every answer token of the split, as the training loss weighs them.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    examples = task.split(split)
+    chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
+
+    def chunk_nll(_: int, chunk: list) -> tuple[float, int]:
+        batch = {k: v.to(device) for k, v in training_batch(tokenizer, chunk, max_length).items()}
+        nll, count = answer_nll_per_example(model, batch)
+        return float(nll.sum()), int(count.sum())
+
+    parts = map_shared(chunk_nll, chunks, desc="loss", progress=False)
+    model.train(was_training)
+    return sum(n for n, _ in parts) / max(sum(c for _, c in parts), 1)
+
+
+@dataclass
+class StreamRow:
+    """One row of R with its errors, and the same row of the loss matrix L."""
+
+    scores: list[float]
+    errors: list[float]
+    losses: list[float]
+
+
+def evaluate_stream(
+    model,
+    tokenizer,
+    tasks: Sequence[Task],
+    settings: EvalSettings,
+    *,
+    max_length: int,
+    progress: bool,
+    label: str = "evaluate",
+    seed: int = 0,
+) -> StreamRow:
+    """Every task's score, its standard error and its answer loss (one progress bar over the tasks)."""
+    row = StreamRow([], [], [])
     for task in tqdm(tasks, desc=label, disable=not progress, leave=False):
-        score, _ = score_task(
+        found = score_task(
             model,
             tokenizer,
             task,
             split=settings.split,
             batch_size=settings.batch_size,
             max_prompt_tokens=settings.max_prompt_tokens,
+            seed=seed,
         )
-        scores.append(score)
-    return scores
+        row.scores.append(found.score)
+        row.errors.append(found.error)
+        row.losses.append(
+            task_loss(model, tokenizer, task, settings.split, batch_size=settings.batch_size, max_length=max_length)
+        )
+    return row

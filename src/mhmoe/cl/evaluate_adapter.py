@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mhmoe.cl.evaluate import score_stream
+from mhmoe.cl.evaluate import StreamRow, evaluate_stream
 from mhmoe.config import DEFAULT_PRESET, load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.inject import load_adapter, read_adapter_config
@@ -21,13 +21,15 @@ def run_config_of(adapter_dir: Path) -> Path | None:
 
 def evaluate_adapter(
     adapter_dir: str | Path, config: str | Path | None = None, overrides: list[str] = (), *, progress: bool = False
-) -> dict[str, float]:
-    """Score of the adapter in `adapter_dir` on every task of the configured stream, by task name."""
+) -> tuple[list[str], StreamRow]:
+    """The task names of the configured stream and the adapter's score, its error and answer loss on each."""
     adapter_dir = Path(adapter_dir)
     read_adapter_config(adapter_dir)  # a missing or corrupt adapter fails before the model loads
     settings = load_config(config or run_config_of(adapter_dir) or DEFAULT_PRESET, overrides)
     tasks = load_tasks(settings.data, settings.seed)
     model, tokenizer = load_model(settings.model.name, settings.model.torch_dtype)
     load_adapter(model, adapter_dir)
-    scores = score_stream(model, tokenizer, tasks, settings.eval, progress=progress)
-    return dict(zip((t.name for t in tasks), scores, strict=True))
+    row = evaluate_stream(
+        model, tokenizer, tasks, settings.eval, max_length=settings.train.max_length, progress=progress
+    )
+    return [t.name for t in tasks], row

@@ -17,7 +17,7 @@ from torch import nn
 from mhmoe.data.collate import IGNORE
 
 
-def _accepts_logits_to_keep(model: nn.Module) -> bool:
+def accepts_logits_to_keep(model: nn.Module) -> bool:
     forward = getattr(model, "module", model).forward  # a DDP/FSDP wrapper forwards to .module
     return "logits_to_keep" in inspect.signature(forward).parameters
 
@@ -31,12 +31,12 @@ def answer_columns(labels: torch.Tensor) -> int:
     return labels.shape[1] - first + 1
 
 
-def answer_loss(model: nn.Module, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy over the answer tokens of one left-padded batch: their mean, or with "sum" their total."""
+def _answer_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of the trailing answer columns and the tokens each predicts (-100 where none)."""
     labels = batch["labels"]
     keep = min(answer_columns(labels), labels.shape[1])
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    if _accepts_logits_to_keep(model):
+    if accepts_logits_to_keep(model):
         logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
     else:
         logits = model(**inputs, use_cache=False).logits[:, -keep:]
@@ -45,6 +45,19 @@ def answer_loss(model: nn.Module, batch: dict[str, torch.Tensor], reduction: str
     logits = logits[:, :-1]
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()  # half-precision log-softmax over a large vocabulary loses the small terms
+    return logits, targets
+
+
+def answer_loss(model: nn.Module, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the answer tokens of one left-padded batch: their mean, or with "sum" their total."""
+    logits, targets = _answer_logits(model, batch)
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction=reduction
     )
+
+
+def answer_nll_per_example(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's summed answer-token negative log-likelihood (nats) and its answer-token count."""
+    logits, targets = _answer_logits(model, batch)
+    per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+    return per_token.sum(dim=1), (targets != IGNORE).sum(dim=1)

@@ -1,11 +1,13 @@
-"""The run's report: a comparison shaped like the research's Table 1, each method's R matrix, plain-language
-verdicts (did each method learn each task, how much did it forget), and a heat map of every R."""
+"""The run's report: a comparison shaped like the research's Table 1, each method's R matrix with its standard
+errors and its loss matrix L, plain-language verdicts (did each method learn each task, how much did it
+forget), the router facts that decide how an MoE row can be read, a heat map of every R and loss curves."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
 from mhmoe.files import write_text
 
 LEARNED_MARGIN = 5.0
@@ -16,28 +18,62 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(f"{c:.1f}" if isinstance(c, float) else str(c) for c in cells) + " |"
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join([_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)])
 
 
 def comparison_table(results: dict[str, Any]) -> str:
-    """One row per method: its final score on every task, OP and BWT, and its adapter size (Table 1's shape)."""
+    """One row per method: its final score on every task, OP, BWT and loss-BWT, and its adapter size (Table 1's
+    shape)."""
     tasks = results["tasks"]
-    header = ["method", "activated params", "total params", *tasks, "OP", "BWT"]
+    header = ["method", "activated params", "total params", *tasks, "OP", "BWT", "loss-BWT"]
     base = results["base"]
-    rows = [["untrained", 0, 0, *base, sum(base) / len(base), "-"]]
+    rows = [["untrained", 0, 0, *base, sum(base) / len(base), "-", "-"]]
     for name, m in results["methods"].items():
         p = m["parameters"]
-        rows.append([name, f"{p['activated']:,}", f"{p['total']:,}", *m["R"][-1], m["op"], m["bwt"]])
-    return _table(header, rows)
+        loss = f"{m['loss_bwt']:+.3f}"
+        rows.append([name, f"{p['activated']:,}", f"{p['total']:,}", *m["R"][-1], m["op"], m["bwt"], loss])
+    return markdown_table(header, rows)
 
 
-def r_matrix_table(result: dict[str, Any], tasks: list[str], base: list[float]) -> str:
-    """R with the untrained row first: row i is after training through task i, column j is task j."""
-    rows = [["untrained", *base]] + [
-        [f"after {i + 1} {t}", *r] for i, (t, r) in enumerate(zip(tasks, result["R"], strict=True))
-    ]
-    return _table(["R[i][j]", *tasks], rows)
+def _with_errors(values: list[float], errors: list[float]) -> list[str]:
+    return [f"{v:.1f} ± {e:.1f}" for v, e in zip(values, errors, strict=True)]
+
+
+def r_matrix_table(result: dict[str, Any], tasks: list[str], base: list[float], base_se: list[float]) -> str:
+    """R ± its standard error over test examples, the untrained row first: row i is after training through
+    task i, column j is task j."""
+    rows = [["untrained", *_with_errors(base, base_se)]]
+    for i, (task, r, se) in enumerate(zip(tasks, result["R"], result["R_se"], strict=True)):
+        rows.append([f"after {i + 1} {task}", *_with_errors(r, se)])
+    return markdown_table(["R[i][j] ± se", *tasks], rows)
+
+
+def loss_matrix_table(result: dict[str, Any], tasks: list[str], base_loss: list[float]) -> str:
+    """L (answer NLL, nats per token), the untrained row first."""
+    rows = [["untrained", *(f"{v:.3f}" for v in base_loss)]]
+    for i, (task, r) in enumerate(zip(tasks, result["L"], strict=True)):
+        rows.append([f"after {i + 1} {task}", *(f"{v:.3f}" for v in r)])
+    return markdown_table(["L[i][j]", *tasks], rows)
+
+
+def router_lines(name: str, router: dict[str, Any] | None) -> list[str]:
+    """The router facts of one MoE method: did its routers train, and how evenly its heads spread tokens."""
+    if router is None:
+        return []
+    trained = router["trained"]
+    lines = [f"**{name}**: routers received gradient in {sum(trained.values())} of {len(trained)} MoE layers."]
+    if router["fixed_by_design"]:
+        lines.append(f"By design: {ROUTERS_FIXED_NOTE}.")
+    entropies = [e for layer in router["load"].values() for e in layer["entropy"]]
+    shares = [max(head) for layer in router["load"].values() for head in layer["share"]]
+    lines.append(
+        f"Expert load over the test tokens after the last task, per (layer, head): normalised entropy "
+        f"min {min(entropies):.2f}, mean {sum(entropies) / len(entropies):.2f} (1 = uniform); the busiest expert "
+        f"takes {max(shares):.0%} of a head's tokens at most, {sum(shares) / len(shares):.0%} on average "
+        "(per-layer detail in results.json)."
+    )
+    return [" ".join(lines)]
 
 
 def learned_tasks(result: dict[str, Any], base: list[float]) -> list[bool]:
@@ -91,27 +127,66 @@ def plot_r_matrices(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def plot_loss_curves(results: dict[str, Any], path: Path) -> Path:
+    """One panel per method: each task's answer NLL over the stream (untrained, then after each task)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks, methods = results["tasks"], results["methods"]
+    n = len(tasks)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.6 * len(methods), 3.2), squeeze=False, sharey=True)
+    for ax, (name, m) in zip(axes[0], methods.items(), strict=True):
+        grid = [results["base_L"], *m["L"]]
+        for j, task in enumerate(tasks):
+            ax.plot(range(n + 1), [row[j] for row in grid], marker="o", label=task)
+            ax.axvline(j + 1, color="gray", alpha=0.15)
+        ax.set_xticks(range(n + 1), ["base", *(str(i + 1) for i in range(n))])
+        ax.set_xlabel("after task")
+        ax.set_title(f"{name}  loss-BWT {m['loss_bwt']:+.2f}", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("answer NLL (nats/token)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
-    """report.md and R.png in the run folder."""
+    """report.md, R.png and L.png in the run folder."""
     plot_r_matrices(results, run_dir / "R.png")
+    plot_loss_curves(results, run_dir / "L.png")
     sections = [
         f"# Continual-learning run `{run_dir.name}`",
         f"Model `{results['model']}`, stream: {' -> '.join(results['tasks'])}. Scores are 0-100; "
         "OP is the mean of the last row of R, BWT the mean change on earlier tasks after the whole stream "
-        "(negative = forgetting), FWT what earlier tasks did for a task before it was trained.",
+        "(negative = forgetting), FWT what earlier tasks did for a task before it was trained. "
+        "L[i][j] is task j's mean answer-token NLL (nats per token, teacher-forced) after training through task i; "
+        "loss-BWT is the mean rise of earlier tasks' L by the end (positive = forgetting). "
+        f"One seed ({results.get('seed', 0)}): a difference between methods is not a finding until several seeds "
+        "resolve it (`--seeds`).",
         "## Comparison (final scores)",
         comparison_table(results),
         "## What the numbers say",
         "\n".join(verdicts(results)),
         "## R matrices",
         "![R matrices](R.png)",
+        "## Loss over the stream",
+        "![answer NLL of every task after every task](L.png)",
     ]
+    routers = [line for name, m in results["methods"].items() for line in router_lines(name, m.get("router"))]
+    if routers:
+        sections += ["## Routers", "\n\n".join(routers)]
     for name, m in results["methods"].items():
         seconds = f"training {m['train_seconds']:.0f} s, evaluation {m['eval_seconds']:.0f} s"
         sections += [
             f"### {name}",
-            f"OP {m['op']:.1f}, BWT {m['bwt']:.1f}, FWT {m['fwt']:.1f}; {seconds}; adapter: `{m['adapter']}`",
-            r_matrix_table(m, results["tasks"], results["base"]),
+            f"OP {m['op']:.1f}, BWT {m['bwt']:.1f}, FWT {m['fwt']:.1f}, loss-BWT {m['loss_bwt']:+.3f}; {seconds}; "
+            f"adapter: `{m['adapter']}`",
+            r_matrix_table(m, results["tasks"], results["base"], results["base_se"]),
+            loss_matrix_table(m, results["tasks"], results["base_L"]),
         ]
     path = run_dir / "report.md"
     write_text(path, "\n\n".join(sections) + "\n")

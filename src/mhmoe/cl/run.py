@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +31,12 @@ from mhmoe.cl.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from mhmoe.cl.evaluate import score_stream
+from mhmoe.cl.evaluate import evaluate_stream
 from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.report import write_report
+from mhmoe.cl.router_facts import expert_load, router_gradients, routers_fixed
 from mhmoe.cl.run_folder import MetricsLog, flat_settings, new_run_dir
+from mhmoe.cl.seeds import summarise_seeds, write_seeds_report
 from mhmoe.cl.train import TrainingError, steps_per_task, train_task
 from mhmoe.config import RunConfig, load_config
 from mhmoe.data.stream import load_tasks
@@ -41,8 +45,9 @@ from mhmoe.distributed import cpu_only, process_state
 from mhmoe.errors import CheckpointError, ConfigError
 from mhmoe.files import write_json, write_text
 from mhmoe.inject import adapter_parameters, attach, check_attachable, save_adapter
-from mhmoe.metrics import bwt, fwt, op
+from mhmoe.metrics import bwt, forgetting_curves, fwt, loss_bwt, op
 from mhmoe.models import load_model
+from mhmoe.observe import moe_layers
 
 
 def method_adapters(config: RunConfig, model: nn.Module, stream_length: int) -> dict[str, AdapterConfig]:
@@ -93,7 +98,7 @@ class RunContext:
     results: dict[str, Any]
 
     def checkpoint(
-        self, position: Position, *, model=None, hooks=None, rows=(), seconds=None, optimizer=None, scheduler=None
+        self, position: Position, *, model=None, hooks=None, rows=None, seconds=None, optimizer=None, scheduler=None
     ):
         """Save the run's state at `position` (rank 0 writes; every process waits for it)."""
         if self.accelerator.is_main_process:
@@ -108,7 +113,7 @@ class RunContext:
             save_checkpoint(
                 self.run_dir,
                 Checkpoint(
-                    position, self.results, list(rows), dict(seconds or {}), self.log.size(), adapter, training
+                    position, self.results, dict(rows or {}), dict(seconds or {}), self.log.size(), adapter, training
                 ),
             )
         self.accelerator.wait_for_everyone()
@@ -128,138 +133,274 @@ def _restore(model: nn.Module, hooks, resume: Checkpoint) -> None:
         torch.cuda.set_rng_state_all(resume.training["cuda_rng"])
 
 
+def fresh_adapter(base_model: nn.Module, adapter: AdapterConfig, seed: int) -> nn.Module:
+    """A copy of the base model with a newly initialised adapter: the same for a seed whatever ran before."""
+    torch.manual_seed(seed)
+    return attach(copy.deepcopy(base_model), adapter)
+
+
 def train_method(
     index: int, name: str, adapter: AdapterConfig, base_model: nn.Module, ctx: RunContext, resume: Checkpoint | None
 ) -> dict[str, Any]:
-    """Train one method through the stream (from `resume`'s position, if given); returns R, counts, timings."""
+    """Train one method through the stream (from `resume`'s position, if given).
+
+    Returns R with each entry's standard error, the loss matrix L, the router facts, counts and timings.
+    """
     config, tasks, tokenizer, accelerator = ctx.config, ctx.tasks, ctx.tokenizer, ctx.accelerator
-    torch.manual_seed(config.seed)  # the same adapter initialisation whatever ran before
-    model = attach(copy.deepcopy(base_model), adapter)
+    model = fresh_adapter(base_model, adapter, config.seed)
     counts = count_parameters(model)
     context = HookContext(
         tokenizer=tokenizer, max_length=config.train.max_length, seed=config.seed, batch_size=config.train.batch_size
     )
     hooks = METHODS[name].hooks(config.options(name), context)
-    R, seconds = [], {"train": 0.0, "eval": 0.0}
+    done: dict[str, Any] = {"R": [], "R_se": [], "L": [], "router_grad": {}}
+    seconds = {"train": 0.0, "eval": 0.0}
     start = Position(index, 0, 0)
     if resume is not None:
         _restore(model, hooks, resume)
-        R, seconds, start = [list(r) for r in resume.rows], dict(resume.seconds), resume.position
+        done, seconds, start = copy.deepcopy(resume.rows), dict(resume.seconds), resume.position
+    plain = model
     model = accelerator.prepare(model)
     every = config.train.checkpoint_every
 
     def save(task_index: int, step: int, optimizer=None, scheduler=None) -> None:
-        state = {"model": model, "hooks": hooks, "rows": R, "seconds": seconds}
+        state = {"model": model, "hooks": hooks, "rows": done, "seconds": seconds}
         ctx.checkpoint(Position(index, task_index, step), **state, optimizer=optimizer, scheduler=scheduler)
 
     for task_index in range(start.task, len(tasks)):
         task = tasks[task_index]
         steps = steps_per_task(config.train, len(task.split("train")))
-        done = start.step if task_index == start.task else 0
+        step_done = start.step if task_index == start.task else 0
         stats = {}
-        if done < steps:
+        if step_done < steps:
             partial = None
-            if done > 0:
-                partial = {"step": done, **{k: resume.training[k] for k in ("optimizer", "scheduler")}}
-            trained = train_task(
-                model,
-                tokenizer,
-                task,
-                config.train,
-                accelerator=accelerator,
-                hooks=hooks,
-                seed=config.seed,
-                task_index=task_index,
-                log=lambda record: ctx.log({"event": "train", "method": name, **record}),
-                progress=config.progress,
-                label=f"{name} {task_index + 1}/{len(tasks)} {task.name}",
-                resume=partial,
-                on_step=lambda step, opt, sch, t=task_index, n=steps: (
-                    save(t, step, opt, sch) if every and step % every == 0 and step < n else None
-                ),
-            )
+            if step_done > 0:
+                partial = {"step": step_done, **{k: resume.training[k] for k in ("optimizer", "scheduler")}}
+            with router_gradients(plain, done["router_grad"]):
+                trained = train_task(
+                    model,
+                    tokenizer,
+                    task,
+                    config.train,
+                    accelerator=accelerator,
+                    hooks=hooks,
+                    seed=config.seed,
+                    task_index=task_index,
+                    log=lambda record: ctx.log({"event": "train", "method": name, **record}),
+                    progress=config.progress,
+                    label=f"{name} {task_index + 1}/{len(tasks)} {task.name}",
+                    resume=partial,
+                    on_step=lambda step, opt, sch, t=task_index, n=steps: (
+                        save(t, step, opt, sch) if every and step % every == 0 and step < n else None
+                    ),
+                )
             seconds["train"] += trained.seconds
             stats = vars(trained)
             if accelerator.is_main_process:
                 folder = ctx.run_dir / "adapters" / name / f"{task_index + 1}-{task.name}"
-                save_adapter(accelerator.unwrap_model(model), folder)
+                save_adapter(plain, folder)
             save(task_index, steps)  # trained; a kill while scoring resumes here
         began = time.perf_counter()
         label = f"{name} evaluate after {task_index + 1}/{len(tasks)}"
-        plain = accelerator.unwrap_model(model)
-        R.append(score_stream(plain, tokenizer, tasks, config.eval, progress=config.progress, label=label))
+        row = evaluate_stream(
+            plain,
+            tokenizer,
+            tasks,
+            config.eval,
+            max_length=config.train.max_length,
+            progress=config.progress,
+            label=label,
+            seed=config.seed,
+        )
+        done["R"].append(row.scores)
+        done["R_se"].append(row.errors)
+        done["L"].append(row.losses)
         seconds["eval"] += time.perf_counter() - began
         ctx.log(
-            {"event": "eval", "method": name, "task": task.name, "after_task": task_index, "scores": R[-1], **stats}
+            {
+                "event": "eval",
+                "method": name,
+                "task": task.name,
+                "after_task": task_index,
+                "scores": row.scores,
+                "errors": row.errors,
+                "losses": row.losses,
+                **stats,
+            }
         )
         save(task_index + 1, 0)
+    router = None
+    if moe_layers(plain):
+        load = expert_load(
+            plain,
+            tokenizer,
+            tasks,
+            config.eval.split,
+            batch_size=config.eval.batch_size,
+            max_length=config.train.max_length,
+        )
+        grads = done["router_grad"]
+        router = {
+            "fixed_by_design": routers_fixed(adapter),
+            "trained": {layer: grads.get(layer, 0.0) > 0 for layer in load},
+            "max_grad": grads,
+            "load": load,
+        }
     return {
         "adapter": adapter.to_dict(),
         "parameters": dataclasses.asdict(counts),
-        "R": R,
+        "R": done["R"],
+        "R_se": done["R_se"],
+        "L": done["L"],
+        "router": router,
         "train_seconds": seconds["train"],
         "eval_seconds": seconds["eval"],
     }
 
 
 def summarise(result: dict[str, Any], base: list[float]) -> dict[str, Any]:
-    """Add OP, BWT and FWT to one method's result."""
-    R = result["R"]
-    return {**result, "op": op(R), "bwt": bwt(R), "fwt": fwt(R, base)}
+    """Add OP, BWT, FWT, loss-BWT and each task's loss forgetting curve to one method's result."""
+    R, L = result["R"], result["L"]
+    return {
+        **result,
+        "op": op(R),
+        "bwt": bwt(R),
+        "fwt": fwt(R, base),
+        "loss_bwt": loss_bwt(L),
+        "loss_curves": forgetting_curves(L),
+    }
 
 
-def _resumable(run_dir: Path) -> tuple[RunConfig, Checkpoint]:
-    """The saved settings and newest checkpoint of an interrupted run, or a one-line reason why not."""
+def _saved_config(run_dir: Path) -> RunConfig:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise CheckpointError(f"{config_path}: not found; --resume needs a run folder written by `mhmoe run`")
+    return load_config(config_path)
+
+
+def _resumable(run_dir: Path) -> Checkpoint:
+    """The newest checkpoint of an interrupted single-seed run, or a one-line reason why there is none."""
     checkpoint = load_checkpoint(run_dir)
     if checkpoint is None:
         finished = (run_dir / "report.md").is_file()
         reason = "the run has finished" if finished else "it was stopped before its first checkpoint; start it again"
         raise CheckpointError(f"{run_dir}: nothing to resume ({reason})")
-    return load_config(config_path), checkpoint
+    return checkpoint
+
+
+@dataclass
+class Shared:
+    """What every seed of a run reuses: the frozen base model, its tokenizer and each method's adapter."""
+
+    base_model: nn.Module
+    tokenizer: Any
+    adapters: dict[str, AdapterConfig]
 
 
 def run(config: RunConfig | None = None, *, preset: str | None = None, resume: str | Path | None = None) -> Path:
-    """Run every method of `config` on its stream, or continue the interrupted run in folder `resume`.
+    """Run every method of `config` on its stream, once per seed, or continue the interrupted run `resume`.
 
-    Returns the run folder (results.json, report.md, ...). A resumed run ends with the same results as an
-    uninterrupted one: it restarts from the newest checkpoint with the same data order, state and RNG.
+    One seed writes its run folder directly; several seeds write one complete single-seed run folder per seed
+    (`seed-<s>/`) and, at the top, results.json and report.md with the intervals over seeds.
+    Returns the run folder. A resumed run ends with the same results as an uninterrupted one: it restarts from
+    the newest checkpoint with the same data order, state and RNG.
     """
-    started = time.perf_counter()
-    checkpoint = None
+    run_dir = None
     if resume is not None:
-        config, checkpoint = _resumable(Path(resume))
-    state = process_state()
+        run_dir = Path(resume)
+        config = _saved_config(run_dir)
     check_processes(config)
-    tasks = load_tasks(config.data, config.seed)
+    seeds = config.seed_list()
+    streams = {seed: load_tasks(config.data, seed) for seed in seeds}  # every seed's data checked up front
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
-    adapters = method_adapters(config, base_model, len(tasks))
-    if checkpoint is not None:
-        run_dir = Path(resume)
-    else:
-        run_dir = new_run_dir(config, preset)
-        if state.is_main_process:
-            write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    shared = Shared(base_model, tokenizer, method_adapters(config, base_model, len(streams[seeds[0]])))
+    if len(seeds) == 1:
+        checkpoint = _resumable(run_dir) if resume is not None else None
+        if run_dir is None:
+            run_dir = _new_folder(new_run_dir(config, preset), config)
+        run_seed(config, run_dir, streams[seeds[0]], shared, checkpoint)
+        return run_dir
+    if run_dir is not None and (run_dir / "report.md").is_file():
+        raise CheckpointError(f"{run_dir}: nothing to resume (the run has finished)")
+    if run_dir is None:
+        run_dir = _new_folder(new_run_dir(config, preset), config)
+    per_seed = {}
+    for seed in seeds:
+        folder = run_dir / f"seed-{seed}"
+        seed_config = dataclasses.replace(config, seed=seed, seeds=[], name=f"{run_dir.name}/seed-{seed}")
+        if (folder / "report.md").is_file():  # finished before an interruption
+            per_seed[seed] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+            continue
+        checkpoint = load_checkpoint(folder) if folder.is_dir() else None
+        if checkpoint is None:  # never started, or stopped before its first checkpoint: start it afresh
+            _new_folder(folder, seed_config, replace=True)
+        per_seed[seed] = run_seed(seed_config, folder, streams[seed], shared, checkpoint)
+    if process_state().is_main_process:
+        summary = summarise_seeds(per_seed, config.reference_method())
+        write_json(run_dir / "results.json", summary)
+        write_seeds_report(run_dir, summary)
+    return run_dir
+
+
+def _new_folder(run_dir: Path, config: RunConfig, *, replace: bool = False) -> Path:
+    """Create (or, with `replace`, empty) a run folder and write its config.yaml (rank 0 writes)."""
+    state = process_state()
+    if state.is_main_process:
+        if replace:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    state.wait_for_everyone()
+    return run_dir
+
+
+def run_seed(
+    config: RunConfig, run_dir: Path, tasks: list[Task], shared: Shared, checkpoint: Checkpoint | None
+) -> dict[str, Any]:
+    """Every method of `config` on one seed's stream, in `run_dir`; returns that folder's results.json."""
+    started = time.perf_counter()
+    base_model, tokenizer = shared.base_model, shared.tokenizer
     accelerator = Accelerator(log_with=config.log_with or None, project_dir=run_dir, cpu=cpu_only())
     if config.log_with:
         accelerator.init_trackers("tracking", config=flat_settings(config.to_dict()))
     log = MetricsLog(run_dir / "metrics.jsonl", accelerator, resume_at=checkpoint and checkpoint.metrics_bytes)
     base_model.to(accelerator.device)
     if checkpoint is None:
-        base = score_stream(
-            base_model, tokenizer, tasks, config.eval, progress=config.progress, label="untrained evaluate"
+        base = evaluate_stream(
+            base_model,
+            tokenizer,
+            tasks,
+            config.eval,
+            max_length=config.train.max_length,
+            progress=config.progress,
+            label="untrained evaluate",
+            seed=config.seed,
         )
-        log({"event": "eval", "method": "untrained", "scores": base})
-        results = {"tasks": [t.name for t in tasks], "model": config.model.name, "base": base, "methods": {}}
+        log(
+            {
+                "event": "eval",
+                "method": "untrained",
+                "scores": base.scores,
+                "errors": base.errors,
+                "losses": base.losses,
+            }
+        )
+        results = {
+            "tasks": [t.name for t in tasks],
+            "model": config.model.name,
+            "seed": config.seed,
+            "base": base.scores,
+            "base_se": base.errors,
+            "base_L": base.losses,
+            "methods": {},
+        }
     else:
         results = checkpoint.results
     ctx = RunContext(run_dir, config, tasks, tokenizer, accelerator, log, results)
     if checkpoint is None:
         ctx.checkpoint(Position(0, 0, 0))
-    for index, (name, adapter) in enumerate(adapters.items()):
+    for index, (name, adapter) in enumerate(shared.adapters.items()):
         if checkpoint is not None and index < checkpoint.position.method:
             continue
         here = None  # a checkpoint between methods holds no adapter: the method starts afresh
@@ -280,4 +421,4 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
         write_report(run_dir, results)
         clear_checkpoints(run_dir)
     accelerator.end_training()
-    return run_dir
+    return results

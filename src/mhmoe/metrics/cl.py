@@ -4,6 +4,10 @@ through task i, for a stream of n tasks (an n x n matrix).
 OP  = mean of the last row (overall performance after the whole stream).
 BWT = mean over i < n-1 of (R[n-1][i] - R[i][i]); negative means forgetting, as in the research's tables.
 FWT = mean over i >= 1 of (R[i-1][i] - base[i]): what earlier tasks did for a task before it was trained.
+
+The same shapes over the loss matrix L (L[i][j]: task j's mean answer-token NLL after training through task i):
+loss-BWT = mean over i < n-1 of (L[n-1][i] - L[i][i]), the mean rise of each earlier task's loss by the end of
+the stream. Its sign is the opposite of BWT's: positive means forgetting.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ Matrix = Sequence[Sequence[float]]
 def _square(R: Matrix) -> int:
     n = len(R)
     if n == 0:
-        raise ValueError("score matrix R is empty")
+        raise ValueError("matrix is empty")
     for i, row in enumerate(R):
         if len(row) != n:
-            raise ValueError(f"score matrix R must be square: row {i} has {len(row)} entries, expected {n}")
+            raise ValueError(f"matrix must be square: row {i} has {len(row)} entries, expected {n}")
     return n
 
 
@@ -45,3 +49,17 @@ def fwt(R: Matrix, base: Sequence[float]) -> float:
     if n == 1:
         return 0.0
     return sum(R[i - 1][i] - base[i] for i in range(1, n)) / (n - 1)
+
+
+def loss_bwt(L: Matrix) -> float:
+    """Mean increase of each earlier task's answer NLL from just after it was learned to the end (0 for one task)."""
+    n = _square(L)
+    if n == 1:
+        return 0.0
+    return sum(L[n - 1][i] - L[i][i] for i in range(n - 1)) / (n - 1)
+
+
+def forgetting_curves(L: Matrix) -> list[list[float]]:
+    """Per task j, its loss from just after it was learned to the end of the stream: [L[j][j], ..., L[n-1][j]]."""
+    n = _square(L)
+    return [[L[i][j] for i in range(j, n)] for j in range(n)]

@@ -100,19 +100,26 @@ SCORERS: dict[str, Callable[..., float]] = {
     "sari_paper": sari_paper,
 }
 NEEDS_SOURCE = {"sari", "sari_paper"}
+BINARY = {"accuracy", "accuracy_exact", "first_char"}
+"""Scorers whose per-example scores are 0 or 100, so a task score is a binomial proportion."""
 
 
-def mean_score(
+def example_scores(
     scorer: str, predictions: Sequence[str], answers: Sequence[str], sources: Sequence[str] | None = None
-) -> float:
-    """The task score: the mean of per-example scores (0 for no examples); `sources` only for SARI."""
+) -> list[float]:
+    """Each example's score (0-100); `sources` only for SARI."""
     if len(predictions) != len(answers):
         raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
     score = SCORERS[scorer]
     if scorer in NEEDS_SOURCE:
         if sources is None or len(sources) != len(answers):
             raise ValueError(f"scorer '{scorer}' needs one source text per answer")
-        per_example = [score(p, a, s) for p, a, s in zip(predictions, answers, sources, strict=True)]
-    else:
-        per_example = [score(p, a) for p, a in zip(predictions, answers, strict=True)]
-    return sum(per_example) / max(len(answers), 1)
+        return [score(p, a, s) for p, a, s in zip(predictions, answers, sources, strict=True)]
+    return [score(p, a) for p, a in zip(predictions, answers, strict=True)]
+
+
+def mean_score(
+    scorer: str, predictions: Sequence[str], answers: Sequence[str], sources: Sequence[str] | None = None
+) -> float:
+    """The task score: the mean of per-example scores (0 for no examples); `sources` only for SARI."""
+    return sum(example_scores(scorer, predictions, answers, sources)) / max(len(answers), 1)

@@ -1,0 +1,164 @@
+"""A run over several seeds: each method's metrics as mean and 95% interval over seeds, the paired differences
+against a reference method, and verdict sentences that follow from those intervals alone.
+
+A seed is the independent unit: it draws the data sample, the adapter initialisation and the batch order, so
+the spread over seeds is what a re-run would show. Two methods on the same seeds are compared by their per-seed
+differences, which cancels what the seed does to both (the same data, the same order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mhmoe.cl.report import comparison_table, markdown_table
+from mhmoe.files import write_text
+from mhmoe.metrics.uncertainty import Interval, paired_difference, t_interval
+
+METRICS = {
+    # key: (label, +1 when higher is better / -1 when lower is better, what "better" means)
+    "op": ("OP", 1, "scores higher (OP)"),
+    "bwt": ("BWT", 1, "forgets less (accuracy BWT)"),
+    "loss_bwt": ("loss-BWT", -1, "forgets less (loss-BWT)"),
+    "fwt": ("FWT", 1, "transfers more forward (FWT)"),
+}
+
+
+def _values(per_seed: dict[int, dict], method: str, key: str) -> list[float]:
+    return [run["methods"][method][key] for run in per_seed.values()]
+
+
+def summarise_seeds(per_seed: dict[int, dict[str, Any]], reference: str | None) -> dict[str, Any]:
+    """The top-level results.json of a multi-seed run: each seed's results and the intervals over seeds."""
+    first = next(iter(per_seed.values()))
+    tasks, methods = first["tasks"], list(first["methods"])
+    summary = {}
+    for method in methods:
+        entry = {key: t_interval(_values(per_seed, method, key)).to_dict() for key in METRICS}
+        finals = [[run["methods"][method]["R"][-1][j] for run in per_seed.values()] for j in range(len(tasks))]
+        entry["final"] = [t_interval(values).to_dict() for values in finals]
+        entry["parameters"] = first["methods"][method]["parameters"]
+        summary[method] = entry
+    paired = {}
+    if reference in methods:
+        for method in methods:
+            if method != reference:
+                paired[method] = {
+                    key: paired_difference(_values(per_seed, reference, key), _values(per_seed, method, key)).to_dict()
+                    for key in METRICS
+                }
+    return {
+        "tasks": tasks,
+        "model": first["model"],
+        "seeds": list(per_seed),
+        "reference": reference if reference in methods else None,
+        "summary": summary,
+        "paired": paired,
+        "per_seed": {str(seed): run for seed, run in per_seed.items()},
+    }
+
+
+def _interval(d: dict) -> Interval:
+    return Interval(d["mean"], d["low"], d["high"], d["n"])
+
+
+def seed_verdicts(results: dict[str, Any]) -> list[str]:
+    """One sentence per (method, metric) against the reference: a claim only where the paired interval excludes 0."""
+    reference, n, lines = results["reference"], len(results["seeds"]), []
+    for method, metrics in results["paired"].items():
+        for key, (label, direction, better) in METRICS.items():
+            d = metrics[key]
+            interval = _interval(d)
+            numbers = f"{reference} - {method} = {interval} over {n} seeds, sign agrees in {d['agreeing']}/{n}"
+            if interval.excludes_zero():
+                winner, loser = (reference, method) if interval.mean * direction > 0 else (method, reference)
+                lines.append(f"- {label}: **{winner}** {better} than {loser} ({numbers}).")
+            else:
+                lines.append(f"- {label}: {reference} vs {method} not resolved with {n} seeds ({numbers}).")
+    return lines
+
+
+def seeds_table(results: dict[str, Any]) -> str:
+    """Per method: mean [95% interval] over seeds of OP, BWT, loss-BWT, FWT and each task's final score."""
+    tasks = results["tasks"]
+    header = ["method", "activated params", *(label for label, _, _ in METRICS.values()), *tasks]
+    rows = []
+    for method, entry in results["summary"].items():
+        metrics = [str(_interval(entry[key])) for key in METRICS]
+        finals = [str(_interval(d)) for d in entry["final"]]
+        rows.append([method, f"{entry['parameters']['activated']:,}", *metrics, *finals])
+    return markdown_table(header, rows)
+
+
+def paired_table(results: dict[str, Any]) -> str:
+    """Per method: the reference's paired difference against it, with its interval and sign agreement."""
+    n = len(results["seeds"])
+    header = ["reference - method", *(label for label, _, _ in METRICS.values())]
+    rows = []
+    for method, metrics in results["paired"].items():
+        cells = [f"{_interval(metrics[key])} ({metrics[key]['agreeing']}/{n})" for key in METRICS]
+        rows.append([f"{results['reference']} - {method}", *cells])
+    return markdown_table(header, rows)
+
+
+def plot_seeds(results: dict[str, Any], path: Path) -> Path:
+    """One panel per metric: every seed's value as a dot, and the mean with its 95% interval, per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(results["summary"])
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4))
+    for ax, (key, (label, direction, _)) in zip(axes, METRICS.items(), strict=True):
+        for x, method in enumerate(methods):
+            values = [run["methods"][method][key] for run in results["per_seed"].values()]
+            ax.scatter([x] * len(values), values, s=14, alpha=0.6, color="tab:gray")
+            interval = _interval(results["summary"][method][key])
+            if interval.low is not None:
+                ax.errorbar(
+                    x + 0.15,
+                    interval.mean,
+                    yerr=[[interval.mean - interval.low], [interval.high - interval.mean]],
+                    fmt="o",
+                    color="tab:blue",
+                    capsize=4,
+                )
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{label} ({'higher' if direction > 0 else 'lower'} is better)", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{len(results['seeds'])} seeds: dots are seeds, blue is the mean and its 95% t interval", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_seeds_report(run_dir: Path, results: dict[str, Any]) -> Path:
+    """report.md and seeds.png at the top of a multi-seed run folder."""
+    plot_seeds(results, run_dir / "seeds.png")
+    seeds, n = results["seeds"], len(results["seeds"])
+    sections = [
+        f"# Continual-learning run `{run_dir.name}` over {n} seeds",
+        f"Model `{results['model']}`, stream: {' -> '.join(results['tasks'])}; seeds {seeds}. Each cell is the "
+        "mean over seeds with its 95% Student-t interval. OP and BWT are in points (0-100; BWT < 0 is forgetting); "
+        "loss-BWT is the mean rise of earlier tasks' answer NLL in nats per token (> 0 is forgetting).",
+        "## Over seeds",
+        seeds_table(results),
+        "![per-seed values](seeds.png)",
+    ]
+    if results["paired"]:
+        sections += [
+            f"## Paired against {results['reference']}",
+            f"Per-seed differences {results['reference']} - method, their mean and 95% interval, and in how many "
+            "seeds the difference has the mean's sign. A verdict is stated only where the interval excludes 0.",
+            paired_table(results),
+            "## What the numbers say",
+            "\n".join(seed_verdicts(results)),
+        ]
+    sections.append("## Each seed")
+    for seed, run in results["per_seed"].items():
+        sections += [f"### seed {seed} ([report](seed-{seed}/report.md))", comparison_table(run)]
+    path = run_dir / "report.md"
+    write_text(path, "\n\n".join(sections) + "\n")
+    return path
