@@ -151,5 +151,12 @@ def test_bad_config_files_and_overrides(tmp_path, capsys):
         assert_clean_refusal(args, tmp_path / "runs", capsys)
 
 
+def test_missing_model_folder_is_named_as_such_not_as_a_bad_hub_name(tmp_path, capsys):
+    config = write_config(tmp_path / "config.yaml", {})
+    message = assert_clean_refusal([str(config), "--model", "/no/such/folder"], tmp_path / "runs", capsys)
+    assert "'/no/such/folder'" in message and "no such folder exists" in message, message
+    assert "not the name of a cached Hugging Face model" in message and "Repo id" not in message, message
+
+
 def test_there_are_at_least_fifty_cases():
     assert len(CONFIGS) + len(DATA) + 6 >= 50

@@ -86,11 +86,25 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: torch.dtype = torch.flo
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(f"model '{name_or_path}' could not be loaded: {first_line}") from None
+        raise ModelLoadError(f"model '{name_or_path}' could not be loaded: {_load_failure(location, err)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def _load_failure(location: str, err: Exception) -> str:
+    """One line saying why `location` did not load; a missing folder is named as such, not as a bad hub name."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if Path(location).expanduser().exists():
+        return first_line
+    missing = "no such folder exists, and it is not the name of a cached Hugging Face model"
+    try:
+        validate_repo_id(location)
+    except HFValidationError:
+        return missing  # not even a hub name: the hub's complaint about its form would only confuse
+    return f"{missing} ({first_line})"
 
 
 TINY_FAMILIES = {
