@@ -205,7 +205,10 @@ class RunConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     adapters: dict[str, dict[str, Any]] = field(default_factory=lambda: {kind: {} for kind in CONFIGS})
-    """Per adapter kind, fields of its config (rank, experts, heads, top_k, target_modules...)."""
+    """Per adapter kind, fields of its config (rank, experts, heads, top_k, gate, balance_coef, target_modules...).
+    With the MoE defaults (top_k 1, gate 'selected', balance_coef 0, the research's setting) the chosen expert's
+    weight is always 1, so the routers receive no gradient and keep their random initial routing for the whole
+    run; gate=full or balance_coef > 0 lets them learn."""
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per method, its own settings, e.g. {ewc: {lam: 1000, fisher_examples: 64}} (see the method docs)."""
 

@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from mhmoe.cl.checkpoint import (
 from mhmoe.cl.evaluate import evaluate_stream
 from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.report import write_report
-from mhmoe.cl.router_facts import expert_load, router_gradients, routers_fixed
+from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE, expert_load, router_gradients, routers_fixed
 from mhmoe.cl.run_folder import MetricsLog, flat_settings, new_run_dir
 from mhmoe.cl.seeds import summarise_seeds, write_seeds_report
 from mhmoe.cl.train import TrainingError, steps_per_task, train_task
@@ -315,6 +316,9 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
     shared = Shared(base_model, tokenizer, method_adapters(config, base_model, len(streams[seeds[0]])))
+    fixed = [name for name, adapter in shared.adapters.items() if routers_fixed(adapter)]
+    if fixed and process_state().is_main_process:
+        print(f"mhmoe: note: {', '.join(fixed)}: {ROUTERS_FIXED_NOTE}", file=sys.stderr)
     if len(seeds) == 1:
         checkpoint = _resumable(run_dir) if resume is not None else None
         if run_dir is None:
