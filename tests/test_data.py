@@ -100,3 +100,22 @@ def test_builtin_stream_is_deterministic_disjoint_and_interferes(tmp_path):
 
     assert letters_by_tone(policy) == {"support": {"A"}, "oppose": {"B"}, "neutral": {"C"}}
     assert letters_by_tone(bank) == {"support": {"B"}, "oppose": {"A"}, "neutral": {"C"}}
+
+
+def test_stance_tasks_letters_balance_and_seed(tmp_path):
+    from mhmoe.data.builtin import TONES
+
+    # one polarity's phrases share no word with the other's (shared adverbs kept the model from learning it)
+    words = {tone: {w for p in phrases for w in p.split()} for tone, phrases in TONES.items()}
+    assert not (words["support"] & words["oppose"])
+    sizes = {"train": 256, "eval": 32, "test": 100}
+    order = ["Stance-Policy", "Stance-CentralBank"]
+    tasks = load_stream(write_builtin(tmp_path / "a", seed=1, sizes=sizes, tasks=order), order)
+    other = load_stream(write_builtin(tmp_path / "b", seed=2, sizes=sizes, tasks=order), order)
+    for task, changed in zip(tasks, other, strict=True):
+        assert task.splits != changed.splits
+        examples = [e for s in ("train", "eval", "test") for e in task.split(s)]
+        assert len({e.prompt for e in examples}) == len(examples) == 388
+        assert {e.answer for e in examples} == {"A", "B", "C"}
+        for letter in "ABC":  # roughly a third each
+            assert 0.25 < sum(e.answer == letter for e in examples) / len(examples) < 0.42

@@ -7,6 +7,16 @@ vocabulary of tone phrases and one answer format (A/B/C) but map tone to letters
 (in policy, a supportive tone means A = favour; in central-bank statements it means B = hawkish), and the
 multiple-choice task answers with letters too. A router that can tell the domains apart has something to
 gain; a single shared update is overwritten. Each record carries its ground-truth `domain` and `label`.
+
+Measured with SeqLoRA at the quickstart's budget (SmolLM2-135M-Instruct, 32 steps of 8, lr 2e-3, matched
+rank 42, 100 test examples a task). Stance-Policy -> Stance-CentralBank keeps the letters as the answer
+format, so what the second task takes away is the tone -> letter mapping it reverses, not the format:
+Stance-Policy 100 -> 63 (seed 0) and 100 -> 37 (seed 1; 33 is a full overwrite, only neutral = C left),
+Stance-CentralBank 75 and 100; on seed 2 Stance-Policy was not learned (29). A task answered with numbers
+between them (Arithmetic) replaces the letter format instead (the first task falls to 0), and QA-Choice
+was not learned in 32 steps (27 of 100, chance 25). The tone phrases of one polarity share no word with
+the other's: with shared adverbs ("strongly welcomes", "strongly objects to") the model learned neutral ->
+C but not favour vs against (Stance-Policy 69 on seed 0; 100 with these phrases).
 """
 
 from __future__ import annotations
@@ -21,8 +31,8 @@ from pathlib import Path
 DEFAULT_SIZES = {"train": 256, "eval": 32, "test": 48}
 
 TONES = {
-    "support": ["strongly welcomes", "is enthusiastic about", "firmly backs", "warmly praises", "champions"],
-    "oppose": ["sharply criticises", "firmly rejects", "warns against", "condemns", "strongly objects to"],
+    "support": ["supports", "welcomes", "praises", "endorses", "applauds"],
+    "oppose": ["opposes", "criticises", "rejects", "condemns", "denounces"],
     "neutral": ["takes note of", "describes", "mentions", "reports on", "summarises"],
 }
 POLICY_SPEAKERS = ["The senator", "A local council member", "The union leader", "An editorial", "The mayor"]
