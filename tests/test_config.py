@@ -21,6 +21,13 @@ def test_presets_include_quickstart_and_the_research_setups():
     assert (research.train.epochs, research.train.max_length, research.train.lr) == (2, 2048, 1e-4)
 
 
+def test_compare_is_the_quickstart_over_five_seeds():
+    quick, compare = load_config("quickstart"), load_config("compare")
+    assert quick.seed_list() == [0] and quick.data.test_size >= 100
+    assert len(compare.seeds) >= 5 and compare.reference_method() == "mhmoe"
+    assert (compare.methods, compare.data, compare.train) == (quick.methods, quick.data, quick.train)
+
+
 def test_overrides_parse_values_as_yaml():
     config = load_config(None, ["train.lr=3e-3", "methods=[mhmoe]", "adapters.mhmoe.heads=4", "train.max_steps=null"])
     assert config.train.lr == 3e-3 and config.methods == ["mhmoe"] and config.train.max_steps is None

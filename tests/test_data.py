@@ -98,16 +98,18 @@ def test_builtin_stream_is_deterministic_disjoint_and_interferes(tmp_path):
             found.setdefault(tone, set()).add(e.answer)
         return found
 
-    assert letters_by_tone(policy) == {"support": {"A"}, "oppose": {"B"}, "neutral": {"C"}}
-    assert letters_by_tone(bank) == {"support": {"B"}, "oppose": {"A"}, "neutral": {"C"}}
+    assert letters_by_tone(policy) == {"support": {"A"}, "oppose": {"B"}, "neutral": {"C"}, "query": {"D"}}
+    # only support and oppose swap: a full overwrite of the policy mapping still gets half its statements right
+    assert letters_by_tone(bank) == {"support": {"B"}, "oppose": {"A"}, "neutral": {"C"}, "query": {"D"}}
 
 
 def test_stance_tasks_letters_balance_and_seed(tmp_path):
     from mhmoe.data.builtin import TONES
 
     # one polarity's phrases share no word with the other's (shared adverbs kept the model from learning it)
-    words = {tone: {w for p in phrases for w in p.split()} for tone, phrases in TONES.items()}
-    assert not (words["support"] & words["oppose"])
+    # (prepositions aside) one tone's phrases share no word with another's
+    words = {tone: {w for p in phrases for w in p.split()} - {"of", "on", "about"} for tone, phrases in TONES.items()}
+    assert not any(words[a] & words[b] for a in words for b in words if a < b)
     sizes = {"train": 256, "eval": 32, "test": 100}
     order = ["Stance-Policy", "Stance-CentralBank"]
     tasks = load_stream(write_builtin(tmp_path / "a", seed=1, sizes=sizes, tasks=order), order)
@@ -116,6 +118,6 @@ def test_stance_tasks_letters_balance_and_seed(tmp_path):
         assert task.splits != changed.splits
         examples = [e for s in ("train", "eval", "test") for e in task.split(s)]
         assert len({e.prompt for e in examples}) == len(examples) == 388
-        assert {e.answer for e in examples} == {"A", "B", "C"}
-        for letter in "ABC":  # roughly a third each
-            assert 0.25 < sum(e.answer == letter for e in examples) / len(examples) < 0.42
+        assert {e.answer for e in examples} == {"A", "B", "C", "D"}
+        for letter in "ABCD":  # roughly a quarter each
+            assert 0.18 < sum(e.answer == letter for e in examples) / len(examples) < 0.32

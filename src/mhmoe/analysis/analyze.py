@@ -199,6 +199,9 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
         raise ConfigError(f"{results_path}: not found; analyze needs a finished run folder")
     config: RunConfig = load_config(run_dir / "config.yaml", overrides or [])
     results = json.loads(results_path.read_text(encoding="utf-8"))
+    if "per_seed" in results:
+        first = run_dir / f"seed-{results['seeds'][0]}"
+        raise ConfigError(f"{run_dir}: a run over several seeds; analyze one seed's folder, e.g. {first}")
     methods = _moe_methods(run_dir, results)
     for before, after in methods.values():
         for folder in (before, after):

@@ -3,20 +3,21 @@ on-disk format so one loader serves it and real TRACE. Deterministic from the se
 read this Python's own standard library, so they also depend on the Python version).
 
 Forgetting comes from interference, so the stream is built for it: the two stance tasks share one
-vocabulary of tone phrases and one answer format (A/B/C) but map tone to letters differently by domain
-(in policy, a supportive tone means A = favour; in central-bank statements it means B = hawkish), and the
-multiple-choice task answers with letters too. A router that can tell the domains apart has something to
-gain; a single shared update is overwritten. Each record carries its ground-truth `domain` and `label`.
+vocabulary of tone phrases and one answer format (A-D) but map tone to letters differently by domain (in
+policy, a supportive tone means A = favour; in central-bank statements it means B = hawkish). Only support
+and oppose swap; neutral (C) and query (D) keep their letters, so a model that fully overwrites the policy
+mapping with the bank's still gets half the policy statements right: forgetting is partial by construction,
+and a router that can tell the domains apart has something to keep. The multiple-choice task answers with
+letters too. Each record carries its ground-truth `domain` and `label`.
 
-Measured with SeqLoRA at the quickstart's budget (SmolLM2-135M-Instruct, 32 steps of 8, lr 2e-3, matched
-rank 42, 100 test examples a task). Stance-Policy -> Stance-CentralBank keeps the letters as the answer
-format, so what the second task takes away is the tone -> letter mapping it reverses, not the format:
-Stance-Policy 100 -> 63 (seed 0) and 100 -> 37 (seed 1; 33 is a full overwrite, only neutral = C left),
-Stance-CentralBank 75 and 100; on seed 2 Stance-Policy was not learned (29). A task answered with numbers
-between them (Arithmetic) replaces the letter format instead (the first task falls to 0), and QA-Choice
-was not learned in 32 steps (27 of 100, chance 25). The tone phrases of one polarity share no word with
-the other's: with shared adverbs ("strongly welcomes", "strongly objects to") the model learned neutral ->
-C but not favour vs against (Stance-Policy 69 on seed 0; 100 with these phrases).
+Measured with SeqLoRA (SmolLM2-135M-Instruct, 32 steps of 8, lr 1e-3, matched rank 42, 100 test examples a
+task), Stance-Policy -> Stance-CentralBank: Stance-Policy 76 -> 45 (seed 0) and 97 -> 57 (seed 1), the bank
+task 100 and 98; on seed 2 Stance-Policy reached only 58 in 32 steps, so the presets train 48. With three
+letters (every tone but neutral swapped) a full overwrite left 33 and SeqLoRA hit that floor on two seeds of
+four. A task answered with numbers between them (Arithmetic) replaces the letter format instead (the first
+task falls to 0), and QA-Choice was not learned in 32 steps (27 of 100, chance 25). No two tones share a
+content word: with shared adverbs ("strongly welcomes", "strongly objects to") the model learned neutral but
+not favour vs against (69 of 100 on seed 0, against 100 with single distinct verbs).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ TONES = {
     "support": ["supports", "welcomes", "praises", "endorses", "applauds"],
     "oppose": ["opposes", "criticises", "rejects", "condemns", "denounces"],
     "neutral": ["takes note of", "describes", "mentions", "reports on", "summarises"],
+    "query": ["asks about", "enquires about", "requests details of", "seeks clarity about", "wants answers about"],
 }
 POLICY_SPEAKERS = ["The senator", "A local council member", "The union leader", "An editorial", "The mayor"]
 POLICY_TOPICS = [
@@ -61,13 +63,26 @@ BANK_TOPICS = [
     "higher borrowing costs",
 ]
 # Tone -> (letter, label): the same tone means different letters in the two domains.
-POLICY_LABELS = {"support": ("A", "favour"), "oppose": ("B", "against"), "neutral": ("C", "none")}
-BANK_LABELS = {"support": ("B", "hawkish"), "oppose": ("A", "dovish"), "neutral": ("C", "neutral")}
+# Only support and oppose swap letters between the domains; neutral (C) and query (D) keep theirs. A model
+# that fully overwrites the policy mapping with the bank's still answers half the policy statements right,
+# so forgetting is partial by construction (at most 50 points from a perfect score), never a collapse.
+POLICY_LABELS = {
+    "support": ("A", "favour"),
+    "oppose": ("B", "against"),
+    "neutral": ("C", "none"),
+    "query": ("D", "unclear"),
+}
+BANK_LABELS = {
+    "support": ("B", "hawkish"),
+    "oppose": ("A", "dovish"),
+    "neutral": ("C", "neutral"),
+    "query": ("D", "unclear"),
+}
 # Short prompts on purpose: SmolLM2-135M learned a longer four-line template (question, statement, options,
 # answer) no better than chance in 48 steps, and this two-line one to about 90% in 32.
 QUESTIONS = {
-    "policy": "Stance on the policy? A) favour B) against C) none",
-    "central-bank": "Monetary policy stance? A) dovish B) hawkish C) neutral",
+    "policy": "Stance on the policy? A) favour B) against C) none D) unclear",
+    "central-bank": "Monetary policy stance? A) dovish B) hawkish C) neutral D) unclear",
 }
 
 QA_FACTS = {
