@@ -134,6 +134,20 @@ def _restore(model: nn.Module, hooks, resume: Checkpoint) -> None:
         torch.cuda.set_rng_state_all(resume.training["cuda_rng"])
 
 
+def evaluate_run_stream(model: nn.Module, tokenizer: Any, tasks: list[Task], config: RunConfig, label: str):
+    """One row of R, its errors and one row of L, with the run's evaluation settings and seed."""
+    return evaluate_stream(
+        model,
+        tokenizer,
+        tasks,
+        config.eval,
+        max_length=config.train.max_length,
+        progress=config.progress,
+        label=label,
+        seed=config.seed,
+    )
+
+
 def fresh_adapter(base_model: nn.Module, adapter: AdapterConfig, seed: int) -> nn.Module:
     """A copy of the base model with a newly initialised adapter: the same for a seed whatever ran before."""
     torch.manual_seed(seed)
@@ -203,16 +217,7 @@ def train_method(
             save(task_index, steps)  # trained; a kill while scoring resumes here
         began = time.perf_counter()
         label = f"{name} evaluate after {task_index + 1}/{len(tasks)}"
-        row = evaluate_stream(
-            plain,
-            tokenizer,
-            tasks,
-            config.eval,
-            max_length=config.train.max_length,
-            progress=config.progress,
-            label=label,
-            seed=config.seed,
-        )
+        row = evaluate_run_stream(plain, tokenizer, tasks, config, label)
         done["R"].append(row.scores)
         done["R_se"].append(row.errors)
         done["L"].append(row.losses)
@@ -371,16 +376,7 @@ def run_seed(
     log = MetricsLog(run_dir / "metrics.jsonl", accelerator, resume_at=checkpoint and checkpoint.metrics_bytes)
     base_model.to(accelerator.device)
     if checkpoint is None:
-        base = evaluate_stream(
-            base_model,
-            tokenizer,
-            tasks,
-            config.eval,
-            max_length=config.train.max_length,
-            progress=config.progress,
-            label="untrained evaluate",
-            seed=config.seed,
-        )
+        base = evaluate_run_stream(base_model, tokenizer, tasks, config, "untrained evaluate")
         log(
             {
                 "event": "eval",
