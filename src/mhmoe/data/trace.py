@@ -4,7 +4,7 @@ as features for the analysis tools).
 
 Everything is validated on load, so a malformed file stops a run before training with one line naming the
 file and the record. An optional `<root>/<Task>/task.json` names the scorer and the generation length;
-without it, TRACE's own task names decide (see TRACE_SCORERS).
+without it, TRACE's own task names decide (see TRACE_SCORERS and TRACE_MAX_NEW_TOKENS).
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ TRACE_SCORERS = {
     "20Minuten": "sari",
 }
 
+
+# TRACE's generation length: its inference (inference/infer_single.py and infer_multi.py in
+# github.com/BeyonderXX/TRACE) calls model.generate(max_new_tokens=args.max_ans_len) for every task, and its
+# scripts (scripts/infer_seq.sh, scripts/inference.sh) pass --max_ans_len 512. One length for all eight tasks:
+# generation stops at the end-of-sequence token, so short answers stay short, and long ones (MeetingBank,
+# Py150, 20Minuten) are not cut.
+TRACE_MAX_NEW_TOKENS = 512
 
 # TRACE's default stream order (the research's main order).
 TRACE_ORDER = ["C-STANCE", "FOMC", "MeetingBank", "Py150", "ScienceQA", "NumGLUE-cm", "NumGLUE-ds", "20Minuten"]
@@ -101,7 +108,8 @@ def _task_spec(folder: Path) -> tuple[str, int]:
         raise DataError(f"{folder}: no scorer known for task '{folder.name}'; add task.json with a 'scorer' field")
     if scorer not in SCORERS:
         raise DataError(f"{spec_path}: field 'scorer' must be one of {sorted(SCORERS)}, got {scorer!r}")
-    max_new = spec.get("max_new_tokens", 64 if scorer != "accuracy" else 16)
+    default = TRACE_MAX_NEW_TOKENS if folder.name in TRACE_SCORERS else 64 if scorer != "accuracy" else 16
+    max_new = spec.get("max_new_tokens", default)
     if not isinstance(max_new, int) or max_new < 1:
         raise DataError(f"{spec_path}: field 'max_new_tokens' must be a positive integer, got {max_new!r}")
     return scorer, max_new
