@@ -1,6 +1,7 @@
 """The analysis on tiny models: token features by hand, recorders against independent computations,
 and `mhmoe analyze` end to end on a finished tiny run."""
 
+import copy
 import json
 
 import numpy as np
@@ -10,15 +11,17 @@ import torch.nn.functional as F
 
 import mhmoe
 from mhmoe.analysis.analyze import analyze
-from mhmoe.analysis.record import output_gradients, router_inputs, routes_and_losses
-from mhmoe.analysis.tokens import analysis_batches, token_table
+from mhmoe.analysis.record import _sketches, batch_gradient_shares, router_inputs, routes_and_losses, token_gradients
+from mhmoe.analysis.tokens import analysis_batches, example_labels, token_table
 from mhmoe.cl.run import run
 from mhmoe.cli import main
 from mhmoe.config import load_config
 from mhmoe.data.collate import encode
+from mhmoe.data.stream import load_tasks
 from mhmoe.data.trace import Example
 from mhmoe.errors import ConfigError
-from mhmoe.models import tiny_model, tiny_tokenizer
+from mhmoe.inject import load_adapter
+from mhmoe.models import load_model, tiny_model, tiny_tokenizer
 
 EXAMPLES = [
     (0, Example("the 1 of", "A", {"label": "x"})),
@@ -49,11 +52,25 @@ def test_token_features_by_hand(setup):
     np.testing.assert_array_equal(first, (np.arange(lengths[0] - 1) * 2) // (lengths[0] - 1))
     assert set(np.unique(table.values["frequency"])) <= {0, 1}
     assert len(np.unique(table.compositions())) == len(np.unique(np.stack(list(table.values.values()), 1), axis=0))
+    np.testing.assert_array_equal(table.example, np.repeat([0, 1, 2], [n - 1 for n in lengths]))
 
 
-def single_forward(model, tokenizer, example, module):
+def test_labels_from_answers_of_accuracy_scored_tasks():
+    examples = [
+        (0, Example("p", " B ", {})),
+        (0, Example("p", "A", {"label": "favor"})),
+        (1, Example("p", "C. because", {})),
+        (2, Example("p", "summary", {})),
+        *[(3, Example("p", str(n), {})) for n in range(9)],  # nine numeric answers: too many for a label
+    ]
+    scorers = ["accuracy", "first_char", "rouge_l", "accuracy"]
+    assert example_labels(examples, scorers) == ["B", "favor", "C", "-"] + ["-"] * 9
+    assert example_labels(examples) == ["-", "favor", "-", "-"] + ["-"] * 9
+
+
+def single_forward(model, tokenizer, example, module, max_length=64):
     """One example, unpadded: the module's input and every next-token loss."""
-    ids = torch.tensor([encode(tokenizer, example, 64)[0]])
+    ids = torch.tensor([encode(tokenizer, example, max_length)[0]])
     seen = {}
     handle = model.get_submodule(module).register_forward_hook(lambda m, a, o: seen.update(x=a[0]))
     logits = model(ids).logits
@@ -79,13 +96,41 @@ def test_token_gradients_sum_to_the_weight_gradient(setup):
     model = tiny_model(vocab=len(tokenizer), seed=5).double()
     module = "model.layers.0.mlp.down_proj"
     count = sum(int(b["attention_mask"].sum()) - len(b["input_ids"]) for b in batches)
-    grads = output_gradients(model, batches, [module], np.ones(count, dtype=bool), progress=False)
+    grads = batch_gradient_shares(model, batches, [module], np.ones(count, dtype=bool), progress=False)
     x, delta = grads[module]
     # Reference: the weight's own gradient of the summed unpadded next-token losses.
     weight = model.get_submodule(module).weight
     total = sum(single_forward(model, tokenizer, e, module)[1].sum() for _, e in EXAMPLES)
     want = torch.autograd.grad(total, weight)[0]
     torch.testing.assert_close(delta.T @ x, want, rtol=1e-6, atol=1e-8)
+
+
+def test_exact_per_token_gradient_is_one_positions_loss_alone(setup):
+    tokenizer, batches = setup
+    model = tiny_model(vocab=len(tokenizer), seed=6).double()
+    module = "model.layers.0.mlp.up_proj"
+    count = sum(int(b["attention_mask"].sum()) - len(b["input_ids"]) for b in batches)
+    keep = np.zeros(count, dtype=bool)
+    keep[::3] = True  # every third token, across examples and batches
+    got = token_gradients(model, batches, [module], keep, chunk=2, progress=False)[module]
+    # Reference: autograd of one position's loss alone, on the unpadded example, with respect to the weight.
+    weight = model.get_submodule(module).weight
+    want = []
+    for _, example in EXAMPLES:
+        losses = single_forward(model, tokenizer, example, module)[1]
+        want += [torch.autograd.grad(loss, weight, retain_graph=True)[0].reshape(-1).float() for loss in losses]
+    want = torch.stack(want)[torch.from_numpy(keep)]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    # The summed-loss share of a token differs from its own loss's gradient (it carries later positions).
+    x, delta = batch_gradient_shares(model, batches, [module], keep, progress=False)[module]
+    shares = torch.einsum("no,ni->noi", delta, x).reshape(len(x), -1).float()
+    assert not torch.allclose(shares, want, rtol=1e-2, atol=1e-4)
+    # Sketched: P g Q^T with the seeded maps.
+    sketched = token_gradients(model, batches, [module], keep, sketch=8, seed=3, progress=False)[module]
+    p, q = _sketches(model, [module], 8, 3)[module]
+    d_out, d_in = weight.shape
+    projected = torch.stack([p @ g.reshape(d_out, d_in) @ q.T for g in want]).reshape(len(want), -1)
+    torch.testing.assert_close(sketched, projected, rtol=1e-4, atol=1e-5)
 
 
 TINY = [
@@ -109,7 +154,7 @@ def analysed_run(tmp_path_factory):
     return run_dir
 
 
-def test_analyze_writes_json_six_pictures_and_a_report_section(analysed_run):
+def test_analyze_writes_json_seven_pictures_and_a_report_section(analysed_run):
     out = analysed_run / "analysis"
     analysis = json.loads((out / "analysis.json").read_text())
     assert analysis["layers"] == [0, 1] and analysis["heads"] == 8
@@ -120,14 +165,18 @@ def test_analyze_writes_json_six_pictures_and_a_report_section(analysed_run):
     assert analysis["probes"]["task"]["accuracy"][0] > analysis["probes"]["task"]["chance"][0]
     assert len(analysis["features"]["task"]) >= 2 and "domain" not in (out / "analysis.json").read_text()
     mhmoe_routes = analysis["routes"]["mhmoe"]
-    assert mhmoe_routes["heads"] == 8 and len(mhmoe_routes["path"]) == 2 and all(n >= 1 for n in mhmoe_routes["path"])
+    assert mhmoe_routes["heads"] == 8 and len(mhmoe_routes["n_eff"]) == 2
+    for layer in mhmoe_routes["n_eff"]:
+        assert layer["path"]["plug_in"]["observed"] >= 1 and set(layer["per_head"]) == {"plug_in", "pair"}
+        assert set(layer["path"]["pair"]) == {"observed", "null_mean", "null_sd", "excess"}
     pictures = sorted(p.name for p in out.glob("*.png"))
-    assert len(pictures) == 6 and all((out / p).read_bytes()[:4] == b"\x89PNG" for p in pictures)
+    assert len(pictures) == 7 and all((out / p).read_bytes()[:4] == b"\x89PNG" for p in pictures)
     report = (analysed_run / "report.md").read_text()
-    assert report.count("## Analysis") == 1 and "Is MH-MoE's N_eff lower than LoRAMoE's?" in report
+    assert report.count("## Analysis") == 1 and "mix fewer compositions than LoRAMoE's, beyond chance?" in report
+    assert "Which training step damaged which task" in report
     assert "(task, label, frequency, position)" in report and "- task: probe accuracy" in report
     assert all(f"(analysis/{p})" in report for p in pictures)
-    assert "| R[i][j] |" in report  # the run's own report is kept
+    assert "| R[i][j]" in report  # the run's own report is kept
 
 
 def test_analyzing_again_replaces_the_section(analysed_run, capsys):
@@ -151,9 +200,60 @@ def test_gradient_pass_keeps_only_sampled_tokens_and_skips_empty_batches(setup):
     model = tiny_model(vocab=len(tokenizer), seed=5).double()
     module = "model.layers.0.mlp.down_proj"
     counts = [int(b["attention_mask"].sum()) - len(b["input_ids"]) for b in batches]
-    everything = output_gradients(model, batches, [module], np.ones(sum(counts), dtype=bool), progress=False)
+    everything = batch_gradient_shares(model, batches, [module], np.ones(sum(counts), dtype=bool), progress=False)
     first_two = np.zeros(sum(counts), dtype=bool)
     first_two[:2] = True  # two tokens of the first batch; the second batch holds none and is skipped
-    some = output_gradients(model, batches, [module], first_two, progress=False)
+    some = batch_gradient_shares(model, batches, [module], first_two, progress=False)
     torch.testing.assert_close(some[module][0], everything[module][0][:2])
     torch.testing.assert_close(some[module][1], everything[module][1][:2])
+
+
+def test_attribution_equals_losses_under_the_saved_adapters(analysed_run):
+    # A[j][i] = mean token loss of task i's test examples under the adapter after task j minus after task j-1,
+    # computed here one unpadded example at a time from the saved adapters.
+    analysis = json.loads((analysed_run / "analysis" / "analysis.json").read_text())
+    config = load_config(analysed_run / "config.yaml", [])
+    tasks = load_tasks(config.data, config.seed)
+    module = "model.layers.0.mlp.up_proj"
+    folders = sorted((analysed_run / "adapters" / "mhmoe").iterdir(), key=lambda f: int(f.name.split("-")[0]))
+    base, tokenizer = load_model(config.model.name, config.model.torch_dtype)
+    length = config.train.max_length
+    loss = []  # loss[a][i]: task i's mean token loss under the adapter after task a
+    for folder in folders:
+        model = load_adapter(copy.deepcopy(base), folder)  # load_model caches: never attach to the shared model
+        with torch.no_grad():
+            loss.append(
+                [
+                    float(
+                        torch.cat(
+                            [single_forward(model, tokenizer, e, module, length)[1] for e in t.split("test")]
+                        ).mean()
+                    )
+                    for t in tasks
+                ]
+            )
+    got = analysis["routes"]["mhmoe"]["attribution"]["A"]
+    for j in range(len(tasks)):
+        for i in range(len(tasks)):
+            if i >= j:
+                assert got[j][i] is None
+            else:
+                assert got[j][i] == pytest.approx(loss[j][i] - loss[j - 1][i], rel=1e-4, abs=1e-6)
+    carriers = analysis["routes"]["mhmoe"]["attribution"]["routes"]["1,0"]
+    assert {c["module"] for c in carriers} == {f"layer {layer}" for layer in analysis["layers"]}
+    assert all(len(c["route"]) == 8 for c in carriers)
+
+
+def test_a_run_over_seeds_is_analysed_seed_by_seed(tmp_path):
+    run_dir = run(
+        load_config(None, [*TINY, "methods=[loramoe, mhmoe]", "seeds=[0, 1]", f"output_dir={tmp_path}", "name=s"])
+    )
+    analyze(run_dir, [*SMALL, "analysis.max_layers=1", "analysis.bootstrap=20"], progress=False)
+    summary = json.loads((run_dir / "analysis" / "analysis.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    for seed in (0, 1):
+        assert (run_dir / f"seed-{seed}" / "analysis" / "analysis.json").is_file()
+    figure = summary["figures"]["mhmoe: pair N_eff excess over the null, path-wise"]
+    assert figure["n"] == 2 and len(figure["values"]) == 2 and figure["low"] <= figure["mean"] <= figure["high"]
+    report = (run_dir / "report.md").read_text()
+    assert report.count("## Analysis") == 1 and "| figure | mean | 95% interval | per seed |" in report

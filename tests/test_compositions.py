@@ -1,13 +1,11 @@
 """N_eff, mass-quantile bins and route-wise forgetting against values worked out by hand."""
 
-import math
-
 import numpy as np
 import pytest
 
 from mhmoe.analysis import effective_compositions, route_forgetting
-from mhmoe.analysis.compositions import per_head_compositions
-from mhmoe.analysis.forgetting import mass_quantile_bins, spearman_interval
+from mhmoe.analysis.compositions import against_null, mean_comparison, per_head_compositions
+from mhmoe.analysis.forgetting import mass_quantile_bins
 
 
 def test_n_eff_of_known_distributions():
@@ -49,28 +47,114 @@ def test_route_forgetting_by_hand():
     compositions = np.array([0, 1, 0, 0])
     before = np.array([1.0, 1.0, 2.0, 2.0])
     after = np.array([2.0, 4.0, 2.0, 2.0])
-    result = route_forgetting(routes, compositions, before, after, bins=2, min_tokens=1)
+    result = route_forgetting(routes, compositions, before, after, np.arange(4), bins=2, min_tokens=1)
     np.testing.assert_allclose(result.delta, [2.0, 0.0])
     np.testing.assert_array_equal(result.bin_of_route, [1, 0])
     np.testing.assert_allclose(result.bin_mean, [0.0, 2.0])
-    np.testing.assert_allclose(result.bin_se, [0.0, math.sqrt(2) / math.sqrt(2)])  # std of (1, 3) = sqrt 2
+    assert np.isnan(result.bin_se).all()  # one route per bin: no error across routes
     np.testing.assert_allclose(result.bin_n_eff, [1.0, 2.0])
-    assert result.correlation is None  # two routes are too few for an interval
+    assert result.correlation is None  # two routes are too few for a correlation
 
 
-def test_spearman_interval_contains_rho_and_shrinks_with_n():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=200)
-    y = x + rng.normal(size=200)
-    wide, narrow = spearman_interval(x[:20], y[:20]), spearman_interval(x, y)
-    assert wide.low < wide.rho < wide.high and narrow.low < narrow.rho < narrow.high
-    assert narrow.high - narrow.low < wide.high - wide.low
-    # n = 103: half-width in z is 1.96 * sqrt(1.06 / 100).
-    z_half = 1.959964 * math.sqrt(1.06 / 100)
-    c = spearman_interval(x[:103], y[:103])
-    assert math.atanh(c.high) - math.atanh(c.rho) == pytest.approx(z_half, rel=1e-5)
+def test_bin_error_is_across_routes_not_tokens():
+    # Four equal routes with deltas 1, 2, 3, 4 (each the mean of 100 identical tokens), two bins of two
+    # routes: means 1.5 and 3.5, errors sd(1, 2) / sqrt(2) = 0.5, however many tokens the routes hold.
+    routes = np.repeat([0, 1, 2, 3], 100)
+    delta = np.repeat([1.0, 2.0, 3.0, 4.0], 100)
+    result = route_forgetting(routes, np.zeros(400), np.zeros(400), delta, np.arange(400) // 10, bins=2)
+    np.testing.assert_array_equal(result.bin_routes, [2, 2])
+    np.testing.assert_allclose(result.bin_mean, [1.5, 3.5])
+    np.testing.assert_allclose(result.bin_se, [0.5, 0.5])
+
+
+def planted_forgetting(slope, examples=300, seed=0):
+    """Examples of 20 tokens, each example on one of 40 routes; route r mixes r % 8 + 1 compositions, and its
+    tokens forget slope * (number mixed) plus noise shared by the whole example."""
+    rng = np.random.default_rng(seed)
+    route_of_example = rng.integers(0, 40, examples)
+    example = np.repeat(np.arange(examples), 20)
+    route = route_of_example[example]
+    composition = rng.integers(0, 1000, len(route)) % (route % 8 + 1) + 10 * route
+    after = slope * (route % 8 + 1) + rng.normal(size=examples)[example] + 0.1 * rng.normal(size=len(route))
+    return route, composition, np.zeros(len(route)), after, example
+
+
+def test_bootstrap_interval_over_examples():
+    found = route_forgetting(*planted_forgetting(1.0), draws=200, seed=1).correlation
+    assert found.low > 0.5 and found.low < found.rho < found.high and found.routes == 40 and found.draws == 200
+    null = route_forgetting(*planted_forgetting(0.0), draws=200, seed=1).correlation
+    assert null.low < 0 < null.high
+    # Copying every token (as pooling several modules over the same tokens would) leaves the interval as wide:
+    # the examples, not the tokens, are resampled.
+    route, composition, before, after, example = planted_forgetting(0.0)
+    copies = route_forgetting(
+        np.concatenate([route, route + 100]),
+        np.tile(composition, 2),
+        np.tile(before, 2),
+        np.tile(after, 2),
+        np.tile(example, 2),
+        draws=200,
+        seed=1,
+    ).correlation
+    assert copies.high - copies.low > 0.6 * (null.high - null.low)
 
 
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="3 tokens"):
         effective_compositions(np.zeros(3), np.zeros(4))
+
+
+def test_pair_form_by_hand():
+    # Route 0: a, a, b, b: 12 ordered pairs, 4 share a composition; route 1: a, a: 2 pairs, 2 same;
+    # route 2: a, b, c: 6 pairs, none the same. N_pair = 20 / 6; plug-in = (4*2 + 2*1 + 3*3) / 9.
+    routes = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    compositions = np.array([0, 0, 1, 1, 0, 0, 0, 1, 2])
+    found = against_null(routes, compositions, draws=2)
+    assert found.plug_in == pytest.approx(19 / 9) and found.pair == pytest.approx(20 / 6)
+    assert against_null(np.arange(3), np.zeros(3), draws=2).summary()["pair"]["observed"] is None  # no pairs
+
+
+RANDOM = np.random.default_rng(0)
+COMPOSITIONS = RANDOM.integers(0, 96, 5000)
+
+
+@pytest.mark.parametrize("routes", [RANDOM.integers(0, 4, 5000), RANDOM.integers(0, 4, (5000, 8))], ids=["4", "4^8"])
+def test_random_routing_has_no_excess(routes):
+    # Plug-in N_eff is about 90 for 4 routes but about 1.07 for 4^8 (it is capped by tokens per route);
+    # against the null both excesses sit within three null standard deviations of 0.
+    summary = against_null(routes, COMPOSITIONS, draws=20, seed=1).summary()
+    for form in ("plug_in", "pair"):
+        s = summary[form]
+        assert abs(s["excess"]) < 3 * s["null_sd"], (form, s)
+    assert summary["plug_in"]["observed"] == pytest.approx(90 if routes.ndim == 1 else 1.07, rel=0.05)
+    assert summary["pair"]["null_mean"] == pytest.approx(96, rel=0.05 if routes.ndim == 1 else 0.8)
+
+
+def test_a_planted_collision_raises_the_excess_and_dealing_out_makes_it_positive():
+    # Routing that follows the compositions (one route each) sits far below the null: N_pair = 1.
+    separated = against_null(COMPOSITIONS, COMPOSITIONS, seed=1).summary()["pair"]
+    assert separated["observed"] == 1 and separated["excess"] < -80
+    # Force compositions 0 and 1 onto one route: that route now mixes two, and the excess moves up.
+    merged = np.where(COMPOSITIONS == 1, 0, COMPOSITIONS)
+    collided = against_null(merged, COMPOSITIONS, seed=1).summary()["pair"]
+    assert collided["excess"] > separated["excess"]
+    # Informative routing (four routes of 24 compositions each) is below the null, a collision raises it.
+    blocks = COMPOSITIONS // 24
+    informative = against_null(blocks, COMPOSITIONS, seed=1).summary()["pair"]
+    assert informative["excess"] < -3 * informative["null_sd"]
+    # Only a router that deals each composition's tokens out evenly over the routes mixes them more than
+    # random draws from the global mix would: the one way to a positive excess.
+    order = np.argsort(COMPOSITIONS, kind="stable")
+    dealt = np.empty(len(order), dtype=int)
+    dealt[order] = np.arange(len(order)) % 4
+    spread = against_null(dealt, COMPOSITIONS, seed=1).summary()
+    assert spread["pair"]["excess"] > 3 * spread["pair"]["null_sd"]
+    assert spread["plug_in"]["excess"] > 3 * spread["plug_in"]["null_sd"]
+
+
+def test_heads_average_draw_by_draw():
+    chosen = RANDOM.integers(0, 4, (500, 3))
+    heads = [against_null(chosen[:, h], COMPOSITIONS[:500], draws=5, seed=2) for h in range(3)]
+    mean = mean_comparison(heads)
+    np.testing.assert_allclose(mean.plug_in_null, np.mean([h.plug_in_null for h in heads], axis=0))
+    assert mean.plug_in == pytest.approx(np.mean([h.plug_in for h in heads]))

@@ -1,18 +1,19 @@
-"""Composition gradient cosines against explicitly formed per-token gradients and hand-made cases."""
+"""Composition gradient cosines against explicitly formed gradients and hand-made cases."""
 
 import numpy as np
 import pytest
 import torch
 
-from mhmoe.analysis.gradients import composition_cosines, token_gradient_gram
+from mhmoe.analysis.gradients import composition_cosines, gradient_gram, outer_product_gram
 
 
-def test_gram_equals_cosines_of_explicit_outer_products():
+def test_outer_product_gram_equals_cosines_of_explicit_outer_products():
     torch.manual_seed(0)
     deltas, inputs = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
     flat = [torch.outer(deltas[t], inputs[t]).reshape(-1) for t in range(6)]
     want = torch.tensor([[float(torch.cosine_similarity(a, b, dim=0)) for b in flat] for a in flat])
-    torch.testing.assert_close(token_gradient_gram(deltas, inputs), want.double())
+    torch.testing.assert_close(outer_product_gram(deltas, inputs), want.double())
+    torch.testing.assert_close(gradient_gram(torch.stack(flat)), want.double())
 
 
 def explicit_mean_cosine(vectors, a, b):
@@ -47,3 +48,15 @@ def test_small_compositions_are_left_out():
     result = composition_cosines(np.eye(5), np.array([0, 0, 0, 0, 1]), min_tokens=4)
     assert result.compositions == [0] and len(result.cross) == 0
     assert result.coherence[0] == pytest.approx(0)  # orthogonal tokens: the two halves' means are orthogonal
+
+
+def test_halves_split_by_example():
+    # Composition 0: example 0 has two tokens along e1, example 1 two tokens along e2. A token split can put
+    # one token of each example in each half (cosine 1); the by-example split always compares e1 with e2.
+    vectors = np.array([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])
+    result = composition_cosines(vectors @ vectors.T, np.zeros(4), np.array([0, 0, 1, 1]), splits=6)
+    assert result.coherence[0] == pytest.approx(0)
+    by_token = composition_cosines(vectors @ vectors.T, np.zeros(4), splits=20, seed=3)
+    assert by_token.coherence[0] > 0.2
+    # One example only: no by-example halves, so no coherence for that composition.
+    assert composition_cosines(np.eye(4), np.zeros(4), np.zeros(4)).compositions == []

@@ -143,7 +143,7 @@ class EvalSettings:
 @dataclass
 class AnalysisSettings:
     examples_per_task: int = 128
-    """Training examples analysed per task (a seeded sample); every token of them counts."""
+    """Examples analysed per task (a seeded sample of each split used); every token of them counts."""
     module: str = "up_proj"
     """Which adapted linear of each layer is analysed (a module-name suffix); its input is the router input."""
     max_layers: int = 8
@@ -155,26 +155,42 @@ class AnalysisSettings:
     position_buckets: int = 4
     """Buckets of relative position in the sequence."""
     probe_tokens: int = 8000
-    """Tokens whose router inputs are kept for the probes (a seeded sample)."""
+    """Tokens whose router inputs are kept for the probes (a seeded sample of the training examples' tokens)."""
     test_share: float = 0.25
-    """Share of the probe tokens held out to score the probes."""
+    """Share of the probe tokens' examples held out to score the probes (the split is by example)."""
     gradient_tokens: int = 1500
-    """Tokens whose per-token gradients are compared (the cost grows with its square)."""
+    """Tokens whose exact per-token gradients are compared: each costs one backward pass of its own sequence,
+    and the cosines cost grows with its square."""
+    gradient_sketch: int = 64
+    """A per-token gradient larger than this squared is kept as a seeded sketch x sketch Gaussian projection
+    (cosines preserved in expectation, error of order 1/sketch); 0 keeps every gradient whole."""
+    null_draws: int = 20
+    """Seeded shuffles of the compositions over the tokens (route sizes kept) for N_eff's permutation null."""
+    bootstrap: int = 200
+    """Seeded resamples of the examples for the interval of the route-wise forgetting correlation."""
+    forgetting_split: str = "test"
+    """Whose tokens N_eff, route-wise forgetting and attribution read: the tasks' held-out 'test' examples,
+    or 'train' (the examples the adapters were trained on)."""
     bins: int = 4
     """Equal-mass N_eff bins for route-wise forgetting."""
     min_route_tokens: int = 5
-    """Routes with fewer old-task tokens are left out of the correlation (never out of the bins)."""
+    """Routes with fewer old-task tokens are left out of the bins' means and the correlation (not the mass)."""
     batch_size: int = 16
     """Examples per forward pass."""
 
     def __post_init__(self) -> None:
         for name in ("examples_per_task", "max_layers", "heads", "probe_tokens", "gradient_tokens", "batch_size"):
             check_int("analysis", name, getattr(self, name))
-        for name in ("frequency_buckets", "position_buckets", "bins"):
+        for name in ("frequency_buckets", "position_buckets", "bins", "null_draws", "bootstrap"):
             check_int("analysis", name, getattr(self, name), minimum=2)
         check_int("analysis", "min_route_tokens", self.min_route_tokens)
+        check_int("analysis", "gradient_sketch", self.gradient_sketch, minimum=0)
         if not 0 < self.test_share < 1:
             raise ConfigError(f"analysis config: field 'test_share' must be in (0, 1), got {self.test_share!r}")
+        if self.forgetting_split not in ("test", "train"):
+            raise ConfigError(
+                f"analysis config: field 'forgetting_split' must be 'test' or 'train', got {self.forgetting_split!r}"
+            )
 
 
 @dataclass

@@ -1,8 +1,12 @@
 """`mhmoe analyze RUN_DIR`: every diagnostic on a finished run, into RUN_DIR/analysis and its report.
 
-Probes, head ablation and gradient cosines read the frozen base model: the representation a router sees.
-N_eff and route-wise forgetting read each MoE method's adapters after the second-to-last and the last task:
-the old-task tokens (every task before the last) are routed by the first, and their losses compared.
+Probes, head ablation and gradient cosines read the frozen base model on a sample of training examples: the
+representation a router sees. N_eff, route-wise forgetting and the forgetting attribution read each MoE
+method's adapters after every task on the tasks' held-out test examples (analysis.forgetting_split):
+N_eff and route-wise forgetting compare the adapters after the second-to-last and the last task on the
+old-task tokens (every task before the last), routed by the first; the attribution A[j][i] compares the
+adapters after tasks j-1 and j on task i. A run over several seeds is analysed seed by seed and its headline
+figures reported with their 95% t intervals over seeds (analysis/seeds.py).
 """
 
 from __future__ import annotations
@@ -16,23 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from mhmoe.analysis.compositions import effective_compositions, per_head_compositions
+from mhmoe.analysis import seeds as across_seeds
+from mhmoe.analysis.attribution import attribution
+from mhmoe.analysis.compositions import against_null, mean_comparison
 from mhmoe.analysis.forgetting import route_forgetting
-from mhmoe.analysis.gradients import composition_cosines, token_gradient_gram
-from mhmoe.analysis.probes import head_importance, head_shares, split_tokens, subspace_overlap, train_probe
-from mhmoe.analysis.record import output_gradients, router_inputs, routes_and_losses
+from mhmoe.analysis.gradients import composition_cosines, gradient_gram
+from mhmoe.analysis.probes import head_importance, head_shares, split_examples, subspace_overlap, train_probe
+from mhmoe.analysis.record import router_inputs, routes_and_losses, token_gradients
 from mhmoe.analysis.summary import draw, report_section
-from mhmoe.analysis.tokens import (
-    FEATURES,
-    Batch,
-    TokenTable,
-    analysis_batches,
-    analysis_examples,
-    batch_spans,
-    token_table,
-)
+from mhmoe.analysis.tokens import FEATURES, Batch, TokenTable, analysis_batches, analysis_examples, token_table
 from mhmoe.config import AnalysisSettings, RunConfig, load_config
 from mhmoe.data.stream import load_tasks
+from mhmoe.data.trace import Task
 from mhmoe.distributed import process_state
 from mhmoe.errors import ConfigError
 from mhmoe.files import write_json, write_text
@@ -54,33 +53,18 @@ def layer_number(name: str) -> int:
     return next((int(part) for part in name.split(".") if part.isdigit()), -1)
 
 
-def _sample(count: int, keep: int, seed: int, allowed: np.ndarray | None = None) -> np.ndarray:
-    """A seeded boolean mask of `keep` tokens out of `count` (only among `allowed` ones, if given)."""
-    candidates = np.arange(count) if allowed is None else np.flatnonzero(allowed)
+def _sample(count: int, keep: int, seed: int) -> np.ndarray:
+    """A seeded boolean mask of `keep` tokens out of `count`."""
     mask = np.zeros(count, dtype=bool)
-    mask[np.random.default_rng(seed).permutation(candidates)[:keep]] = True
+    mask[np.random.default_rng(seed).permutation(count)[:keep]] = True
     return mask
-
-
-def _few_batches(batches: list[Batch], tokens: int, seed: int) -> np.ndarray:
-    """Tokens of a seeded set of batches holding about 4x `tokens`: the gradient pass (a backward per batch)
-    then visits only those batches, however long the corpus."""
-    starts, counts = batch_spans(batches)
-    allowed = np.zeros(int(counts.sum()), dtype=bool)
-    held = 0
-    for b in np.random.default_rng(seed).permutation(len(batches)):
-        if held >= 4 * tokens:
-            break
-        allowed[starts[b] : starts[b] + counts[b]] = True
-        held += counts[b]
-    return allowed
 
 
 def probe_section(
     h: dict[str, np.ndarray], table: TokenTable, kept: np.ndarray, heads: int, s: AnalysisSettings, seed: int
 ) -> tuple[dict[str, dict[str, list]], list[list[list[float | None]]]]:
     """Per layer and feature: probe accuracy, chance, head shares; per layer the features' subspace overlap."""
-    train, test = split_tokens(int(kept.sum()), s.test_share, seed)
+    train, test = split_examples(table.example[kept], s.test_share, seed)
     result = {f: {"accuracy": [], "chance": [], "head_shares": []} for f in FEATURES}
     overlaps = []
     for name, inputs in h.items():
@@ -109,87 +93,119 @@ def probe_section(
 
 
 def gradient_section(
-    grads: dict[str, tuple[torch.Tensor, torch.Tensor]], compositions: np.ndarray, seed: int
+    grads: dict[str, torch.Tensor], compositions: np.ndarray, examples: np.ndarray, seed: int
 ) -> dict[str, Any]:
-    """Per layer: composition coherence and cross-composition cosines of per-token weight gradients."""
+    """Per layer: composition coherence (halves by example) and cross-composition cosines of exact g_t."""
     layers = {}
-    for name, (inputs, deltas) in grads.items():
-        found = composition_cosines(token_gradient_gram(deltas, inputs).numpy(), compositions, seed=seed)
+    for name, rows in grads.items():
+        found = composition_cosines(gradient_gram(rows).numpy(), compositions, examples, seed=seed)
         layers[name] = {"coherence": found.coherence.tolist(), "cross": found.cross.tolist()}
     return layers
 
 
+def n_eff_section(chosen: np.ndarray, compositions: np.ndarray, s: AnalysisSettings, seed: int) -> dict[str, Any]:
+    """One layer's N_eff, path-wise and per head, each in both forms against the permutation null."""
+    path = against_null(chosen, compositions, draws=s.null_draws, seed=seed)
+    heads = [against_null(chosen[:, h], compositions, draws=s.null_draws, seed=seed) for h in range(chosen.shape[1])]
+    return {"path": path.summary(), "per_head": mean_comparison(heads).summary()}
+
+
 def route_section(
-    model: nn.Module,
-    batches: list[Batch],
+    routes: dict[str, np.ndarray],
+    loss_before: np.ndarray,
+    loss_after: np.ndarray,
     table: TokenTable,
     compositions: np.ndarray,
-    modules: list[str],
-    before: Path,
-    after: Path,
     s: AnalysisSettings,
-    progress: bool,
+    seed: int,
 ) -> dict[str, Any]:
-    """N_eff per layer (path-wise and per head) and route-wise forgetting of one MoE method.
+    """N_eff per layer and route-wise forgetting of one MoE method, on the old-task tokens.
 
-    `compositions` holds every analysed token's composition id (table.compositions(), computed once).
+    routes: each module's (T, H, k) choices under the adapter before the last task; losses before and after
+    it; `compositions` holds every token's composition id (table.compositions(), computed once).
     """
-    before_model = load_adapter(copy.deepcopy(model), before)
-    routes, loss_before = routes_and_losses(before_model, batches, modules, progress)
-    del before_model
-    after_model = load_adapter(copy.deepcopy(model), after)
-    _, loss_after = routes_and_losses(after_model, batches, [], progress)
-    del after_model
-    last = len(table.names["task"]) - 1
-    old = table.values["task"] < last
+    old = table.values["task"] < len(table.names["task"]) - 1
     compositions = compositions[old]
-    path, per_head, keys = [], [], []
-    for index, name in enumerate(modules):
+    layers, keys = [], []
+    for index, name in enumerate(routes):
         chosen = np.sort(routes[name][old], axis=-1)  # top-k as a set per head
-        path.append(effective_compositions(chosen, compositions).mean)
-        per_head.append(float(np.mean([h.mean for h in per_head_compositions(chosen, compositions)])))
+        layers.append(n_eff_section(chosen, compositions, s, seed))
         keys.append(np.concatenate([np.full((len(chosen), 1), index), chosen.reshape(len(chosen), -1)], axis=1))
+    copies = len(routes)  # routes are pooled across modules, so each token appears once per module
     forgetting = route_forgetting(
         np.concatenate(keys),
-        np.tile(compositions, len(modules)),
-        np.tile(loss_before[old], len(modules)),
-        np.tile(loss_after[old], len(modules)),
+        np.tile(compositions, copies),
+        np.tile(loss_before[old], copies),
+        np.tile(loss_after[old], copies),
+        np.tile(table.example[old], copies),
         bins=s.bins,
         min_tokens=s.min_route_tokens,
+        draws=s.bootstrap,
+        seed=seed,
     )
     c = forgetting.correlation
     return {
-        "before": before.name,
-        "after": after.name,
         "old_tokens": int(old.sum()),
-        "heads": int(routes[modules[0]].shape[1]),
-        "path": path,
-        "per_head": per_head,
+        "old_examples": len(np.unique(table.example[old])),
+        "heads": int(next(iter(routes.values())).shape[1]),
+        "n_eff": layers,
         "old_loss_before": float(loss_before[old].mean()),
         "old_loss_after": float(loss_after[old].mean()),
         "bin_n_eff": forgetting.bin_n_eff.tolist(),
         "bin_mean": forgetting.bin_mean.tolist(),
         "bin_se": forgetting.bin_se.tolist(),
-        "correlation": None if c is None else {"rho": c.rho, "low": c.low, "high": c.high, "routes": c.routes},
+        "bin_routes": forgetting.bin_routes.tolist(),
+        "correlation": None
+        if c is None
+        else {"rho": c.rho, "low": c.low, "high": c.high, "routes": c.routes, "draws": c.draws},
     }
 
 
-def _moe_methods(run_dir: Path, results: dict) -> dict[str, tuple[Path, Path]]:
-    """Each MoE method's adapter folders after the second-to-last and the last task."""
+def adapter_folders(run_dir: Path, results: dict) -> dict[str, list[Path]]:
+    """Each MoE method's adapter folders, one after every task (adapters/<method>/<k>-<task>/)."""
     tasks = results["tasks"]
     if len(tasks) < 2:
         return {}
     found = {}
     for method, result in results["methods"].items():
         if result["adapter"]["kind"] in MOE_KINDS:
-            folder = run_dir / "adapters" / method
-            found[method] = (folder / f"{len(tasks) - 1}-{tasks[-2]}", folder / f"{len(tasks)}-{tasks[-1]}")
+            found[method] = [run_dir / "adapters" / method / f"{k + 1}-{task}" for k, task in enumerate(tasks)]
+    for folders in found.values():
+        for folder in folders:
+            if not (folder / "adapter_model.safetensors").is_file():
+                raise ConfigError(f"{folder}: adapter not found; was the run interrupted?")
     return found
+
+
+def method_section(
+    model: nn.Module,
+    folders: list[Path],
+    batches: list[Batch],
+    table: TokenTable,
+    modules: list[str],
+    s: AnalysisSettings,
+    seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """One MoE method: per-token losses under the adapter after every task, routes under all but the last;
+    N_eff and route-wise forgetting (last two adapters) and the attribution (every pair of tasks)."""
+    routes, losses = [], []
+    for k, folder in enumerate(folders):
+        adapted = load_adapter(copy.deepcopy(model), folder)
+        found, loss = routes_and_losses(adapted, batches, modules if k < len(folders) - 1 else [], progress)
+        routes.append(found), losses.append(loss)
+        del adapted
+    compositions = table.compositions()
+    section = route_section(routes[-2], losses[-2], losses[-1], table, compositions, s, seed)
+    names = [f"layer {layer_number(m)}" for m in modules]
+    section["attribution"] = attribution(losses, routes[:-1], table.values["task"], names)
+    return {"before": folders[-2].name, "after": folders[-1].name, **section}
 
 
 def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress: bool = True) -> Path:
     """Run every diagnostic on a finished run; returns RUN_DIR/analysis (analysis.json and the pictures).
 
+    A run over several seeds (results.json with 'per_seed') is analysed seed by seed, then summarised.
     Under `torchrun` / `accelerate launch` every model pass is split over the processes and gathered.
     """
     process_state()
@@ -197,21 +213,44 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
     results_path = run_dir / "results.json"
     if not results_path.is_file():
         raise ConfigError(f"{results_path}: not found; analyze needs a finished run folder")
-    config: RunConfig = load_config(run_dir / "config.yaml", overrides or [])
     results = json.loads(results_path.read_text(encoding="utf-8"))
     if "per_seed" in results:
-        first = run_dir / f"seed-{results['seeds'][0]}"
-        raise ConfigError(f"{run_dir}: a run over several seeds; analyze one seed's folder, e.g. {first}")
-    methods = _moe_methods(run_dir, results)
-    for before, after in methods.values():
-        for folder in (before, after):
-            if not (folder / "adapter_model.safetensors").is_file():
-                raise ConfigError(f"{folder}: adapter not found; was the run interrupted?")
-    s: AnalysisSettings = config.analysis
-    tasks = load_tasks(config.data, config.seed)
-    model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
-    model.requires_grad_(False)
-    examples = analysis_examples(tasks, s.examples_per_task, config.seed)
+        return analyze_seeds(run_dir, results, overrides, progress=progress)
+    config: RunConfig = load_config(run_dir / "config.yaml", overrides or [])
+    methods = adapter_folders(run_dir, results)
+    analysis = analyze_folder(config, results, methods, progress)
+    out = run_dir / "analysis"
+    if process_state().is_main_process:  # every process holds the same results; one writes them
+        out.mkdir(exist_ok=True)
+        write_json(out / "analysis.json", analysis)
+        pictures = draw(analysis, out)
+        append_report(run_dir / "report.md", report_section(analysis, pictures, out.relative_to(run_dir)))
+    process_state().wait_for_everyone()
+    return out
+
+
+def analyze_seeds(run_dir: Path, results: dict, overrides: list[str] | None, *, progress: bool) -> Path:
+    """Analyse every seed folder (seed-<s>/) of a multi-seed run, then write RUN_DIR/analysis/analysis.json and
+    the top report's analysis section with each headline figure's interval over seeds."""
+    seeds = [int(seed) for seed in results["seeds"]]
+    per_seed = {}
+    for seed in seeds:
+        folder = analyze(run_dir / f"seed-{seed}", overrides, progress=progress)
+        per_seed[seed] = across_seeds.headline(json.loads((folder / "analysis.json").read_text(encoding="utf-8")))
+    figures = across_seeds.summarise(per_seed)
+    out = run_dir / "analysis"
+    if process_state().is_main_process:
+        out.mkdir(exist_ok=True)
+        write_json(out / "analysis.json", {"seeds": seeds, "figures": figures, "per_seed": per_seed})
+        append_report(run_dir / "report.md", across_seeds.report_section(seeds, figures))
+    process_state().wait_for_everyone()
+    return out
+
+
+def _tables(
+    tokenizer: Any, tasks: list[Task], split: str, s: AnalysisSettings, config: RunConfig
+) -> tuple[list[Batch], TokenTable]:
+    examples = analysis_examples(tasks, s.examples_per_task, config.seed, split)
     batches = analysis_batches(tokenizer, examples, s.batch_size, config.train.max_length)
     table = token_table(
         batches,
@@ -219,7 +258,18 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
         [t.name for t in tasks],
         frequency_buckets=s.frequency_buckets,
         position_buckets=s.position_buckets,
+        scorers=[t.scorer for t in tasks],
     )
+    return batches, table
+
+
+def analyze_folder(config: RunConfig, results: dict, methods: dict[str, list[Path]], progress: bool) -> dict:
+    """The analysis of one run folder as a JSON-ready dict (see `analyze`)."""
+    s: AnalysisSettings = config.analysis
+    tasks = load_tasks(config.data, config.seed)
+    model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
+    model.requires_grad_(False)
+    batches, table = _tables(tokenizer, tasks, "train", s, config)
     modules = analysed_modules(model, s.module, s.max_layers)
     mhmoe_heads = [r["adapter"]["heads"] for r in results["methods"].values() if r["adapter"]["kind"] == "mhmoe"]
     heads = mhmoe_heads[0] if mhmoe_heads else s.heads
@@ -228,41 +278,39 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
     h = router_inputs(model, batches, modules, probe_kept, progress)
     probes, overlaps = probe_section(h, table, probe_kept, heads, s, config.seed)
     del h
-    grad_kept = _sample(
-        len(table), s.gradient_tokens, config.seed + 1, _few_batches(batches, s.gradient_tokens, config.seed + 1)
+    grad_kept = _sample(len(table), s.gradient_tokens, config.seed + 1)
+    grads = token_gradients(
+        model, batches, modules, grad_kept, sketch=s.gradient_sketch, seed=config.seed, progress=progress
     )
-    grads = output_gradients(model, batches, modules, grad_kept, progress)
     compositions = table.compositions()
-    cosines = gradient_section(grads, compositions[grad_kept], config.seed)
+    cosines = gradient_section(grads, compositions[grad_kept], table.example[grad_kept], config.seed)
     del grads
-    routes = {
-        method: route_section(model, batches, table, compositions, modules, before, after, s, progress)
-        for method, (before, after) in methods.items()
-    }
-    analysis = {
+    routes = {}
+    if methods:
+        old_batches, old_table = _tables(tokenizer, tasks, s.forgetting_split, s, config)
+        routes = {
+            method: method_section(model, folders, old_batches, old_table, modules, s, config.seed, progress)
+            for method, folders in methods.items()
+        }
+    return {
         "tokens": len(table),
+        "examples": len(np.unique(table.example)),
         "features": {f: table.names[f] for f in FEATURES},
         "compositions": int(compositions.max() + 1),
+        "tasks": [t.name for t in tasks],
         "modules": modules,
         "layers": [layer_number(m) for m in modules],
         "heads": heads,
         "probes": probes,
         "overlap": overlaps,
         "gradient_cosines": cosines,
+        "gradient_tokens": int(grad_kept.sum()),
         "routes": routes,
         "settings": vars(s),
     }
-    out = run_dir / "analysis"
-    if process_state().is_main_process:  # every process holds the same results; one writes them
-        out.mkdir(exist_ok=True)
-        write_json(out / "analysis.json", analysis)
-        pictures = draw(analysis, out)
-        _append_report(run_dir / "report.md", report_section(analysis, pictures, out.relative_to(run_dir)))
-    process_state().wait_for_everyone()
-    return out
 
 
-def _append_report(report: Path, section: str) -> None:
+def append_report(report: Path, section: str) -> None:
     """Replace the report's analysis section (everything from its heading) with `section`."""
     text = report.read_text(encoding="utf-8") if report.is_file() else ""
     head = text.split("\n## Analysis\n")[0].rstrip("\n")

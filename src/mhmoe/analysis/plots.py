@@ -74,14 +74,41 @@ def gradient_cosines(coherence: np.ndarray, cross: np.ndarray, path: Path) -> Pa
 
 
 def n_eff_by_layer(layers: list[int], methods: dict[str, dict], path: Path) -> Path:
+    """Per method and layer, the pair N_eff's excess over its permutation null, with +-2 null sd bars."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for i, (method, rows) in enumerate(methods.items()):
-        ax.plot(layers, rows["path"], "o-", color=f"C{i}", label=f"{method} (route = all heads)")
-        if rows.get("per_head") is not None:
-            ax.plot(layers, rows["per_head"], "s--", color=f"C{i}", alpha=0.7, label=f"{method} (per head)")
-    ax.set(xlabel="layer", ylabel="mass-weighted N_eff", title="Compositions sharing a route, old-task tokens")
+        for kind, style in (("path", "o-"), ("per_head", "s--")):
+            if rows.get(kind) is None:
+                continue
+            excess, sd = (np.array([np.nan if v is None else v for v in rows[kind][k]]) for k in ("excess", "sd"))
+            label = f"{method} ({'route = all heads' if kind == 'path' else 'per head'})"
+            ax.errorbar(
+                layers, excess, yerr=2 * sd, fmt=style, color=f"C{i}", alpha=1 if kind == "path" else 0.7, label=label
+            )
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="layer", ylabel="pair N_eff - null mean")
+    ax.set_title("Compositions per route beyond chance (below 0: fewer than chance)", fontsize=9)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def forgetting_attribution(tasks: list[str], methods: dict[str, list[list[float | None]]], path: Path) -> Path:
+    """Per method, the lower triangle A[j][i]: change of task i's loss caused by training task j."""
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.8 * len(methods), 3.6), squeeze=False, layout="constrained")
+    grids = {m: np.array([[np.nan if v is None else v for v in row] for row in a]) for m, a in methods.items()}
+    limit = max([np.nanmax(np.abs(g)) for g in grids.values() if np.isfinite(g).any()] or [1.0])
+    for ax, (method, grid) in zip(axes[0], grids.items(), strict=True):
+        image = ax.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(tasks)), tasks, fontsize=7)
+        ax.set(title=method, xlabel="task i (whose loss)", ylabel="task j (trained)")
+        for (j, i), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                ax.text(i, j, f"{value:+.2f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(image, ax=axes[0].tolist(), label="A[j][i] (loss change)")
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return path
 
 
 def forgetting_vs_n_eff(methods: dict[str, dict], path: Path) -> Path:

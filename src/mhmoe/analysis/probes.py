@@ -1,8 +1,10 @@
 """What the router input encodes, and in which heads (research eq. 1-2 and appendix A.1).
 
-A multinomial linear probe per feature reads frozen router inputs h (standardised) and is scored on
-held-out tokens against chance (the majority class's share). Two features' decoding subspaces are the
-row spaces of their probe weights W_Y; their overlap is the mean squared cosine of the principal angles
+A multinomial linear probe per feature reads frozen router inputs h (standardised) and is scored on the
+tokens of held-out examples against chance (the majority class's share): the split is by example, because
+task and label are per sequence and a token split would let the probe recognise the sequence. Two
+features' decoding subspaces are the row spaces of their probe weights W_Y in raw h coordinates (eq. 2;
+the scaler is undone on the weights); their overlap is the mean squared cosine of the principal angles
 between them (1: the same directions, 0: orthogonal). Head ablation replaces head m's slice of h by its
 mean over the probe's training tokens: the accuracy drop is head m's importance, and the importances,
 clipped at zero and normalised over heads, are the head shares.
@@ -30,15 +32,20 @@ class Probe:
 
     @property
     def weights(self) -> np.ndarray:
-        """W_Y in standardised coordinates, one row per class (one row for two classes)."""
-        return self.model[-1].coef_
+        """W_Y in raw h coordinates, one row per class (one row for two classes).
+
+        The probe reads z = (h - mu) / sigma, so W_std z = (W_std / sigma) h + const: the raw weights divide
+        each column by the scaler's sigma.
+        """
+        return self.model[-1].coef_ / self.model[0].scale_
 
 
-def split_tokens(count: int, test_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded train/test split of token indices."""
-    order = np.random.default_rng(seed).permutation(count)
-    cut = int(round(count * (1 - test_share)))
-    return order[:cut], order[cut:]
+def split_examples(examples: np.ndarray, test_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded train/test split of token indices by example: every token of an example is on one side."""
+    owners = np.random.default_rng(seed).permutation(np.unique(examples))
+    cut = min(max(int(round(len(owners) * test_share)), 1), len(owners) - 1) if len(owners) > 1 else 0
+    test = np.isin(examples, owners[:cut])
+    return np.flatnonzero(~test), np.flatnonzero(test)
 
 
 def train_probe(

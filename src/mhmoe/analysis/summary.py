@@ -44,29 +44,74 @@ def draw(analysis: dict[str, Any], out: Path) -> dict[str, Path]:
     }
     routes = analysis["routes"]
     if routes:
-        by_layer = {
-            m: {"path": r["path"], "per_head": r["per_head"] if r["heads"] > 1 else None} for m, r in routes.items()
-        }
-        pictures["n_eff_by_layer"] = plots.n_eff_by_layer(layers, by_layer, out / "n_eff_by_layer.png")
+        excess = {m: {kind: _excess(r, kind) for kind in ("path", "per_head")} for m, r in routes.items()}
+        for m, r in routes.items():
+            if r["heads"] == 1:
+                excess[m]["per_head"] = None
+        pictures["n_eff_by_layer"] = plots.n_eff_by_layer(layers, excess, out / "n_eff_by_layer.png")
         pictures["forgetting_vs_n_eff"] = plots.forgetting_vs_n_eff(routes, out / "forgetting_vs_n_eff.png")
+        attribution = {m: r["attribution"]["A"] for m, r in routes.items()}
+        pictures["forgetting_attribution"] = plots.forgetting_attribution(
+            analysis["tasks"], attribution, out / "forgetting_attribution.png"
+        )
     return pictures
 
 
+def _excess(route: dict[str, Any], kind: str) -> dict[str, list[float | None]]:
+    """Per layer, the pair N_eff's excess over its null and the null's sd, for `kind` (path or per_head)."""
+    pair = [layer[kind]["pair"] for layer in route["n_eff"]]
+    return {"excess": [p["excess"] for p in pair], "sd": [p["null_sd"] for p in pair]}
+
+
+def _compare(a: dict[str, list], b: dict[str, list]) -> tuple[int, int, int]:
+    """Layers where a's excess is below b's by more than twice the nulls' combined sd, above, or neither."""
+    lower = higher = neither = 0
+    for ea, sa, eb, sb in zip(a["excess"], a["sd"], b["excess"], b["sd"], strict=True):
+        if None in (ea, sa, eb, sb):
+            neither += 1
+            continue
+        gap, spread = ea - eb, 2 * np.hypot(sa, sb)
+        lower, higher, neither = lower + (gap < -spread), higher + (gap > spread), neither + (abs(gap) <= spread)
+    return lower, higher, neither
+
+
+def _below_chance(route: dict[str, Any], kind: str) -> str:
+    e = _excess(route, kind)
+    pairs = [(x, sd) for x, sd in zip(e["excess"], e["sd"], strict=True) if x is not None and sd is not None]
+    below = sum(x < -2 * sd for x, sd in pairs)
+    above = sum(x > 2 * sd for x, sd in pairs)
+    return (
+        f"excess {_mean(e['excess']):+.2f} (mean over layers; below chance by > 2 null sd in {below} of "
+        f"{len(e['excess'])} layers, above in {above})"
+    )
+
+
 def _verdict_n_eff(routes: dict[str, Any]) -> list[str]:
+    """Each method's pair N_eff against its permutation null, and MH-MoE against LoRAMoE by the excess."""
+    lines = []
+    for method, r in routes.items():
+        plug_in = _mean([layer["path"]["plug_in"]["observed"] for layer in r["n_eff"]])
+        per_head = f"; per head {_below_chance(r, 'per_head')}" if r["heads"] > 1 else ""
+        lines.append(
+            f"- **{method}, compositions per route against chance**: pair N_eff minus its permutation null, "
+            f"path-wise {_below_chance(r, 'path')}{per_head}. Plug-in N_eff (eq. 9, capped by the tokens per "
+            f"route, not comparable across route counts): {plug_in:.2f}."
+        )
     if "loramoe" not in routes or "mhmoe" not in routes:
-        return []
+        return lines
     lo, mh = routes["loramoe"], routes["mhmoe"]
-    lower = sum(a < b for a, b in zip(mh["path"], lo["path"], strict=True))
-    lower_head = sum(a < b for a, b in zip(mh["per_head"], lo["path"], strict=True))
-    n = len(lo["path"])
-    return [
-        f"- **Is MH-MoE's N_eff lower than LoRAMoE's?** Routing the whole tuple of heads (path-wise), "
-        f"{'yes' if lower == n else 'no' if lower == 0 else 'in part'}: lower in {lower} of {n} layers "
-        f"(mean {np.mean(mh['path']):.2f} vs {np.mean(lo['path']):.2f}). Head by head (each head's own bank has "
-        f"as many routes as LoRAMoE's one router: the like-for-like comparison), lower in {lower_head} of {n} "
-        f"layers (mean {np.mean(mh['per_head']):.2f}). Path-wise routes are many and each holds few tokens, and N_eff "
-        "can never exceed a route's token count, so the path-wise figure is lower partly by construction."
-    ]
+    n = len(lo["n_eff"])
+    lower, higher, neither = _compare(_excess(mh, "path"), _excess(lo, "path"))
+    head_lower, head_higher, _ = _compare(_excess(mh, "per_head"), _excess(lo, "path"))
+    answer = "yes" if lower == n else "no" if lower == 0 else "in part"
+    lines.append(
+        f"- **Do MH-MoE's routes mix fewer compositions than LoRAMoE's, beyond chance?** {answer}: by the pair "
+        f"N_eff's excess over its null, path-wise MH-MoE is lower by more than twice the nulls' spread in {lower} "
+        f"of {n} layers, higher in {higher}, indistinguishable in {neither}; head by head (each head's bank has as "
+        f"many routes as LoRAMoE's router) lower in {head_lower}, higher in {head_higher}. One seed: its "
+        "interval over seeds comes from `mhmoe analyze` on a multi-seed run."
+    )
+    return lines
 
 
 def _verdict_forgetting(method: str, r: dict[str, Any]) -> str:
@@ -81,9 +126,27 @@ def _verdict_forgetting(method: str, r: dict[str, Any]) -> str:
         answer = "not shown (the interval includes 0)"
     return (
         f"- **Does forgetting grow with N_eff for {method}?** {answer}: Spearman rho {c['rho']:.2f} "
-        f"[{c['low']:.2f}, {c['high']:.2f}] over {c['routes']} routes; old-task loss "
-        f"{r['old_loss_before']:.3f} -> {r['old_loss_after']:.3f} ({r['before']} -> {r['after']})."
+        f"[{c['low']:.2f}, {c['high']:.2f}] (bootstrap over {r['old_examples']} examples, {c['draws']} draws) over "
+        f"{c['routes']} routes; old-task loss {r['old_loss_before']:.3f} -> {r['old_loss_after']:.3f} "
+        f"({r['before']} -> {r['after']})."
     )
+
+
+def _verdict_attribution(method: str, r: dict[str, Any], tasks: list[str]) -> list[str]:
+    """One line per pair of tasks whose loss rose: A[j][i] and the route carrying most of it."""
+    a, carriers = r["attribution"]["A"], r["attribution"]["routes"]
+    lines = []
+    for j, row in enumerate(a):
+        for i, value in enumerate(row):
+            if value is None or value <= 0:
+                continue
+            top = max(carriers[f"{j},{i}"], key=lambda c: c["term"])
+            lines.append(
+                f"  - training {tasks[j]} raised {tasks[i]}'s loss by {value:.3f}; most of it through {top['module']} "
+                f"route {top['route']} ({top['term']:+.3f}, {top['term'] / value:.0%} of it, {top['tokens']} tokens)"
+            )
+    head = f"- **Which training step damaged which task, through which routes ({method})?**"
+    return [head + (" No task's loss rose." if not lines else ""), *lines]
 
 
 def report_section(analysis: dict[str, Any], pictures: dict[str, Path], folder: Path) -> str:
@@ -93,7 +156,9 @@ def report_section(analysis: dict[str, Any], pictures: dict[str, Path], folder: 
         "",
         f"{analysis['tokens']} tokens, {analysis['compositions']} compositions "
         f"({', '.join(FEATURES)}), layers {analysis['layers']}, {analysis['heads']} head slices. "
-        "Probes, head shares and gradient cosines read the frozen base model.",
+        f"Probes (split by example), head shares and gradient cosines (exact per-token gradients of "
+        f"{analysis['gradient_tokens']} tokens) read the frozen base model on training examples; N_eff, "
+        f"route-wise forgetting and the attribution read the {analysis['settings']['forgetting_split']} examples.",
         "",
     ]
     for feature, rows in analysis["probes"].items():
@@ -105,9 +170,14 @@ def report_section(analysis: dict[str, Any], pictures: dict[str, Path], folder: 
     cos = analysis["gradient_cosines"]
     coherence = _mean([np.mean(v["coherence"]) for v in cos.values() if v["coherence"]])
     cross = _mean([np.mean(v["cross"]) for v in cos.values() if v["cross"]])
-    lines.append(f"- Gradient cosines: within a composition {coherence:.2f}, across compositions {cross:.2f} (means).")
+    lines.append(
+        f"- Gradient cosines: within a composition {coherence:.2f} (halves by example), across compositions "
+        f"{cross:.2f} (means)."
+    )
     lines += _verdict_n_eff(analysis["routes"])
     lines += [_verdict_forgetting(m, r) for m, r in analysis["routes"].items()]
+    for m, r in analysis["routes"].items():
+        lines += _verdict_attribution(m, r, analysis["tasks"])
     if not analysis["routes"]:
         lines.append("- No MoE method in this run: N_eff and route-wise forgetting need a loramoe or mhmoe adapter.")
     lines.append("")

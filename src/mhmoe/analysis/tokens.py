@@ -1,8 +1,13 @@
 """The analysed tokens and their features: task (its index in the stream), label, frequency and position buckets.
 
-Every token with a next token counts (prompt and answer, padding excluded), in the row-major order of
-the left-padded batches the recorders run, so index t means the same token everywhere. A composition is
-the tuple of a token's four feature values.
+The label is the data's `label` field; where a task has none and is scored by accuracy (C-STANCE, FOMC,
+NumGLUE) or by the answer's first character (ScienceQA), the answer (its first character) is the label, if
+the task's analysed examples hold at most MAX_ANSWER_LABELS distinct ones (so NumGLUE's numeric answers,
+one value per question, do not become a label).
+
+Every token with a next token counts (prompt and answer, padding excluded), in the row-major order of the
+left-padded batches the recorders run, so index t means the same token everywhere. A composition is the
+tuple of a token's four feature values.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
 
 FEATURES = ("task", "label", "frequency", "position")
+MAX_ANSWER_LABELS = 8
+ANSWER_SCORERS = {"accuracy": lambda answer: answer.strip(), "first_char": lambda answer: answer.strip()[:1]}
 Batch = dict[str, torch.Tensor]
 """One left-padded batch of analysed examples: input_ids, attention_mask, position_ids, labels, task."""
 NO_LABEL = "-"
@@ -29,6 +36,8 @@ class TokenTable:
     """Per feature, each token's value index."""
     names: dict[str, list[str]]
     """Per feature, the name of each value index."""
+    example: np.ndarray
+    """Each token's example: its index in the analysed examples (the independent unit)."""
 
     def __len__(self) -> int:
         return len(self.values["task"])
@@ -39,14 +48,31 @@ class TokenTable:
         return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def analysis_examples(tasks: list[Task], per_task: int, seed: int) -> list[tuple[int, Example]]:
-    """A seeded sample of each task's training examples, as (task index, example), task after task."""
+def analysis_examples(tasks: list[Task], per_task: int, seed: int, split: str = "train") -> list[tuple[int, Example]]:
+    """A seeded sample of each task's examples of `split`, as (task index, example), task after task."""
     chosen = []
     for index, task in enumerate(tasks):
-        examples = list(task.split("train"))
-        random.Random(f"{seed}:analysis:{task.name}").shuffle(examples)
+        examples = list(task.split(split))
+        random.Random(f"{seed}:analysis:{split}:{task.name}").shuffle(examples)
         chosen += [(index, e) for e in examples[:per_task]]
     return chosen
+
+
+def example_labels(examples: list[tuple[int, Example]], scorers: list[str] | None = None) -> list[str]:
+    """Each example's label: its `label` field, else the answer for an accuracy-scored task with few answers."""
+    answers: dict[int, set[str]] = {}
+    for task, e in examples:
+        if scorers and scorers[task] in ANSWER_SCORERS:
+            answers.setdefault(task, set()).add(ANSWER_SCORERS[scorers[task]](e.answer))
+    labels = []
+    for task, e in examples:
+        if "label" in e.features:
+            labels.append(e.features["label"])
+        elif task in answers and len(answers[task]) <= MAX_ANSWER_LABELS:
+            labels.append(ANSWER_SCORERS[scorers[task]](e.answer))
+        else:
+            labels.append(NO_LABEL)
+    return labels
 
 
 def analysis_batches(
@@ -87,11 +113,13 @@ def token_table(
     *,
     frequency_buckets: int,
     position_buckets: int,
+    scorers: list[str] | None = None,
 ) -> TokenTable:
-    """The features of every analysed token of `batches` (made from `examples` by analysis_batches)."""
-    labels = [e.features.get("label", NO_LABEL) for _, e in examples]
+    """The features of every analysed token of `batches` (made from `examples` by analysis_batches); `scorers`
+    (per task) lets accuracy-scored tasks without a label field take their answer as the label."""
+    labels = example_labels(examples, scorers)
     label_names = sorted(set(labels))
-    task, label, ids, position = [], [], [], []
+    task, label, ids, position, example = [], [], [], [], []
     row = 0
     for batch in batches:
         mask = token_mask(batch)
@@ -102,6 +130,7 @@ def token_table(
             label += [label_names.index(labels[row])] * n
             ids += batch["input_ids"][b][mask[b]].tolist()
             position += (np.minimum(np.arange(n) * position_buckets // max(n, 1), position_buckets - 1)).tolist()
+            example += [row] * n
             row += 1
     ids = np.array(ids)
     counts = np.bincount(ids)[ids]  # how often each token's id occurs among the analysed tokens
@@ -118,4 +147,5 @@ def token_table(
             "frequency": [f"q{i + 1}" for i in range(frequency_buckets)],
             "position": [f"{i}/{position_buckets}" for i in range(position_buckets)],
         },
+        example=np.array(example),
     )
