@@ -154,7 +154,8 @@ def test_trace_folders_get_trace_scorers():
 def test_cli_runs_a_local_trace_folder_end_to_end(tmp_path, capsys):
     order = "data.order=[C-STANCE, ScienceQA, Py150, 20Minuten]"
     args = ["--benchmark", "trace", "--data-dir", str(FIXTURE), "--model", "tiny:llama", "--methods", "mhmoe"]
-    sets = [order, "train.max_steps=2", "progress=false", f"output_dir={tmp_path}"]
+    # a random model never stops, and TRACE's tasks generate up to 512 tokens: cap it
+    sets = [order, "train.max_steps=2", "eval.max_new_tokens=8", "progress=false", f"output_dir={tmp_path}"]
     assert main(["run", *args, *(f"--set={s}" for s in sets), "--name", "trace"]) == 0
     results = json.loads((tmp_path / "trace" / "results.json").read_text())
     assert results["tasks"] == ["C-STANCE", "ScienceQA", "Py150", "20Minuten"]

@@ -132,10 +132,14 @@ class EvalSettings:
     """Prompt tokens kept for generation (truncated from the left)."""
     split: str = "test"
     """The split scored into R: 'test' or 'eval'."""
+    max_new_tokens: int | None = None
+    """Cap on the tokens generated per answer; empty: each task's own length (TRACE's tasks: 512, as TRACE)."""
 
     def __post_init__(self) -> None:
         check_int("eval", "batch_size", self.batch_size)
         check_int("eval", "max_prompt_tokens", self.max_prompt_tokens)
+        if self.max_new_tokens is not None:
+            check_int("eval", "max_new_tokens", self.max_new_tokens)
         if self.split not in ("test", "eval"):
             raise ConfigError(f"eval config: field 'split' must be 'test' or 'eval', got {self.split!r}")
 

@@ -74,9 +74,12 @@ def score_task(
     *,
     batch_size: int = 16,
     max_prompt_tokens: int = 512,
+    max_new_tokens: int | None = None,
     seed: int = 0,
 ) -> TaskScore:
     """The task's score on `split`, its standard error (bootstrap seeded by `seed`) and the generations.
+
+    `max_new_tokens` caps the task's own generation length, if given.
 
     Prompts go in batches of `batch_size`; under several processes each generates its share of the batches.
     """
@@ -88,7 +91,7 @@ def score_task(
             model,
             tokenizer,
             chunk,
-            max_new_tokens=task.max_new_tokens,
+            max_new_tokens=min(task.max_new_tokens, max_new_tokens or task.max_new_tokens),
             batch_size=batch_size,
             max_prompt_tokens=max_prompt_tokens,
         ),
@@ -156,6 +159,7 @@ def evaluate_stream(
             split=settings.split,
             batch_size=settings.batch_size,
             max_prompt_tokens=settings.max_prompt_tokens,
+            max_new_tokens=settings.max_new_tokens,
             seed=seed,
         )
         row.scores.append(found.score)
