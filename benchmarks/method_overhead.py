@@ -23,18 +23,18 @@ from accelerate import Accelerator
 
 import mhmoe
 from mhmoe.cl.methods import METHODS, HookContext
-from mhmoe.cl.run import method_adapters
+from mhmoe.cl.run import matched_entries
 from mhmoe.cl.train import train_task
 from mhmoe.config import load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.models import load_model
 
 
-def time_method(name, adapter, base, tokenizer, tasks, config, steps: int) -> dict[str, float]:
+def time_method(entry, base, tokenizer, tasks, config, steps: int) -> dict[str, float]:
     torch.manual_seed(config.seed)
-    model = mhmoe.attach(copy.deepcopy(base), adapter)
+    model = mhmoe.attach(copy.deepcopy(base), entry.adapter)
     context = HookContext(tokenizer, config.train.max_length, config.seed, config.train.batch_size)
-    hooks = METHODS[name].hooks(config.options(name), context)
+    hooks = METHODS[entry.method].hooks(entry.options, context)
     accelerator = Accelerator(cpu=True)
     one_step = dataclasses.replace(config.train, max_steps=1, log_every=1)
     train_task(
@@ -78,10 +78,9 @@ def main() -> None:
     tasks = load_tasks(config.data, config.seed)[:2]
     base, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base.requires_grad_(False)
-    adapters = method_adapters(config, base, len(tasks))
+    entries = matched_entries(config, base, len(tasks))
     results = {
-        name: time_method(name, adapter, base, tokenizer, tasks, config, args.steps + 1)
-        for name, adapter in adapters.items()
+        name: time_method(entry, base, tokenizer, tasks, config, args.steps + 1) for name, entry in entries.items()
     }
     reference = results.get("seqlora", results.get("lora", next(iter(results.values()))))["step"]
     print(

@@ -21,6 +21,38 @@ def test_presets_include_quickstart_and_the_research_setups():
     assert (research.train.epochs, research.train.max_length, research.train.lr) == (2, 2048, 1e-4)
 
 
+RESEARCH_TABLES = ["table1", "table2", "table4", "routers", "routers-balance"]
+
+
+@pytest.mark.parametrize("name", RESEARCH_TABLES)
+def test_research_tables_come_as_a_trace_preset_and_a_cpu_twin_of_three_seeds(name):
+    trace, cpu = load_config(name), load_config(f"{name}-cpu")
+    assert trace.model.name == "Qwen/Qwen3-0.6B" and trace.data.benchmark == "trace"
+    assert (trace.train.epochs, trace.train.max_length, trace.train.batch_size, trace.train.lr) == (2, 2048, 10, 1e-4)
+    assert cpu.model.name == "smollm2-135m-instruct" and cpu.data.benchmark == "builtin"
+    assert len(trace.seeds) == len(cpu.seeds) == 3
+    assert [e.name for e in trace.entries()] == [e.name for e in cpu.entries()]
+    assert [e.adapter for e in trace.entries()] == [e.adapter for e in cpu.entries()]
+
+
+def test_research_tables_hold_the_papers_configurations():
+    table1 = {e.name: e for e in load_config("table1").entries()}
+    assert list(table1) == ["seqlora", "ewc", "gem", "olora", "loramoe", "mhmoe"]
+    assert (table1["loramoe"].adapter.experts, table1["loramoe"].adapter.top_k) == (4, 1)
+    mh = table1["mhmoe"].adapter
+    assert (mh.heads, mh.experts, mh.top_k) == (8, 4, 1)
+    wide = load_config("table2").entries()[1]
+    assert (wide.adapter.experts, wide.adapter.top_k, wide.match) == (26, 5, "total")
+    heads = {e.name: e.adapter.heads for e in load_config("table4-cpu").entries()}
+    assert sorted(heads.values()) == [2, 4, 8, 16]
+    assert all(576 % h == 0 and 1536 % h == 0 for h in heads.values())  # SmolLM2's MLP widths
+    assert load_config("trace-qwen3-8b").train.epochs == 5  # Appendix A.3.4
+    for name in ("table5", "table5-cpu"):
+        overhead = load_config(name)
+        assert overhead.methods == ["loramoe", "mhmoe"] and overhead.train.batch_size == 1
+        assert overhead.train.max_length == 512
+
+
 def test_compare_is_the_quickstart_over_five_seeds():
     quick, compare = load_config("quickstart"), load_config("compare")
     assert quick.seed_list() == [0] and quick.data.test_size >= 100
@@ -45,7 +77,7 @@ def test_overrides_parse_values_as_yaml():
         ("train.batch_size=2.5", r"'train\.batch_size' must be of type int"),
         ("train.betas=[0.9]", r"field 'betas'"),
         ("methods=[lora, nope]", r"unknown method 'nope'"),
-        ("methods=[]", r"names no method"),
+        ("methods=[]", r"name no method"),
         ("adapters.mhmoe.top_k=9", r"'top_k'=9 exceeds 'experts'=4"),
         ("adapters.gru.rank=2", r"unknown adapter kind 'gru'"),
         ("adapters.lora.heads=2", r"unknown field\(s\) \['heads'\]"),

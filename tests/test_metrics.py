@@ -27,6 +27,14 @@ def test_op_bwt_fwt_by_hand():
     assert fwt(R, base=[0.0, 5.0, 10.0]) == pytest.approx(((10 - 5) + (20 - 10)) / 2)
 
 
+def test_the_researchs_printed_eq21_is_the_opposite_sign_and_n_minus_1_over_n_the_size():
+    from mhmoe.metrics import bwt_eq21
+
+    # eq. 21: 1/3 * ((80 - 50) + (90 - 70) + (85 - 85)) = 50/3, against our -25 = -(3/(3-1)) * 50/3
+    assert bwt_eq21(R) == pytest.approx(50 / 3)
+    assert bwt_eq21(R) == pytest.approx(-(3 - 1) / 3 * bwt(R))
+
+
 def test_single_task_and_errors():
     assert op([[42.0]]) == 42.0 and bwt([[42.0]]) == 0.0 and fwt([[42.0]], [1.0]) == 0.0
     with pytest.raises(ValueError, match="empty"):

@@ -1,6 +1,6 @@
 """mhmoe: continual fine-tuning of language models with multi-head mixture-of-experts LoRA adapters."""
 
-from mhmoe.accounting import ParameterCount, activated_parameters, count_parameters, matched_rank
+from mhmoe.accounting import ParameterCount, activated_parameters, count_parameters, matched_rank, total_parameters
 from mhmoe.adapters import LoRAConfig, LoRAMoEConfig, MHMoEConfig
 from mhmoe.errors import AdapterFileError, ConfigError, MhmoeError, ModelLoadError
 from mhmoe.inject import adapter_parameters, attach, load_adapter, save_adapter
@@ -26,4 +26,5 @@ __all__ = [
     "matched_rank",
     "record_routes",
     "save_adapter",
+    "total_parameters",
 ]

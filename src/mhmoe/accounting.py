@@ -2,7 +2,8 @@
 
 The research compares methods at matched *activated* parameters: for MH-MoE every head reads its router
 and runs k experts, each mapping a d_in/H slice to all of d_out, so a top-1 head-wise update is a
-rank-H*r update per token.
+rank-H*r update per token. Its route-space ablation (Table 2) also matches the *total* parameter budget,
+so a rank can be matched by either count.
 """
 
 from __future__ import annotations
@@ -29,9 +30,23 @@ def activated_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
     return config.rank * (d_in + d_out)
 
 
-def _activated_total(config: AdapterConfig, shapes: Iterable[list[int]]) -> int:
-    """Activated parameters of `config` summed over linears of the given [d_in, d_out] shapes."""
-    return sum(activated_parameters(config, d_in, d_out) for d_in, d_out in shapes)
+def total_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
+    """All adapter parameters of one adapted d_in -> d_out linear (what attach allocates)."""
+    if isinstance(config, LoRAMoEConfig):
+        # routers H * (d_in/H) * K, experts' A H * (d_in/H) * K * r, experts' B H * K * r * d_out
+        return d_in * config.experts + config.experts * config.rank * (d_in + config.router_heads * d_out)
+    if isinstance(config, OLoRAConfig):
+        return config.tasks * config.rank * (d_in + d_out)
+    return config.rank * (d_in + d_out)
+
+
+BUDGETS = {"activated": activated_parameters, "total": total_parameters}
+"""What a rank can be matched by: parameters one token touches, or all of them."""
+
+
+def _summed(config: AdapterConfig, shapes: Iterable[list[int]], budget: str = "activated") -> int:
+    """`budget` parameters of `config` summed over linears of the given [d_in, d_out] shapes."""
+    return sum(BUDGETS[budget](config, d_in, d_out) for d_in, d_out in shapes)
 
 
 @dataclass(frozen=True)
@@ -54,25 +69,30 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     adapter = adapter_parameters(model)
     return ParameterCount(
         total=sum(p.numel() for p in adapter.values()),
-        activated=_activated_total(config, module_shapes(model, config.target_modules).values()),
+        activated=_summed(config, module_shapes(model, config.target_modules).values()),
         trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         base=sum(p.numel() for n, p in model.named_parameters() if n not in adapter),
     )
 
 
-def matched_rank(model: nn.Module, baseline: AdapterConfig, reference: AdapterConfig) -> int:
-    """The rank for `baseline` whose activated parameters on `model` come closest to `reference`'s.
+def matched_rank(
+    model: nn.Module, baseline: AdapterConfig, reference: AdapterConfig, budget: str = "activated"
+) -> int:
+    """The rank for `baseline` whose `budget` ('activated' or 'total') parameters on `model` come closest to
+    `reference`'s.
 
-    Both configs are counted on the modules `reference.target_modules` names; activated parameters are
-    affine in the rank, so the best rank is the rounded solution (at least 1).
+    Both configs are counted on the modules `reference.target_modules` names; both counts are affine in the
+    rank, so the best rank is the rounded solution (at least 1).
     """
+    if budget not in BUDGETS:
+        raise ConfigError(f"matched_rank: budget must be one of {sorted(BUDGETS)}, got {budget!r}")
     shapes = list(module_shapes(model, reference.target_modules).values())
 
-    def activated_at(rank: int) -> int:
-        return _activated_total(dataclasses.replace(baseline, rank=rank), shapes)
+    def count_at(rank: int) -> int:
+        return _summed(dataclasses.replace(baseline, rank=rank), shapes, budget)
 
-    target = _activated_total(reference, shapes)
-    per_rank = activated_at(2) - activated_at(1)
-    exact = 1 + (target - activated_at(1)) / per_rank
+    target = _summed(reference, shapes, budget)
+    per_rank = count_at(2) - count_at(1)
+    exact = 1 + (target - count_at(1)) / per_rank
     candidates = {max(1, int(exact)), max(1, int(exact) + 1)}
-    return min(candidates, key=lambda r: (abs(activated_at(r) - target), r))
+    return min(candidates, key=lambda r: (abs(count_at(r) - target), r))

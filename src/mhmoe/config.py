@@ -25,6 +25,7 @@ from mhmoe.adapters.config import AdapterConfig, check_int, check_positive
 from mhmoe.cl.methods import METHODS
 from mhmoe.errors import ConfigError
 from mhmoe.models import DEFAULT_MODEL
+from mhmoe.variants import MATCH_MODES, NAME_PATTERN, Entry, Variant
 
 DEFAULT_PRESET = "quickstart"
 
@@ -212,9 +213,14 @@ class RunConfig:
     """Reference method of the paired per-seed differences; empty: mhmoe when it is in the run, else none."""
     methods: list[str] = field(default_factory=lambda: ["lora", "loramoe", "mhmoe"])
     """Methods trained on the same stream, one after another (see `mhmoe run --help`)."""
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Named configurations of a method, trained after 'methods' and reported under their names, e.g.
+    {mhmoe-h2: {method: mhmoe, adapter: {heads: 2}, match: none}}; fields: method, adapter, method_options,
+    match ('activated', 'total' or 'none')."""
     match_activated: str | None = "mhmoe"
-    """Give every other method the rank whose activated parameters per token match this adapter kind's
-    (the research's comparison); empty keeps each kind's configured rank."""
+    """The reference adapter kind: every other method gets the rank whose activated parameters per token match
+    this kind's (the research's comparison; a variant may match total parameters instead); empty keeps each
+    kind's configured rank."""
     log_with: list[str] = field(default_factory=list)
     """Accelerate trackers for training curves, e.g. [tensorboard]."""
     progress: bool = True
@@ -233,8 +239,8 @@ class RunConfig:
     """Per method, its own settings, e.g. {ewc: {lam: 1000, fisher_examples: 64}} (see the method docs)."""
 
     def __post_init__(self) -> None:
-        if not self.methods:
-            raise ConfigError("run config: field 'methods' names no method")
+        if not self.methods and not self.variants:
+            raise ConfigError("run config: fields 'methods' and 'variants' name no method")
         for method in self.methods:
             if method not in METHODS:
                 raise ConfigError(
@@ -252,9 +258,17 @@ class RunConfig:
             check_int("run", "seeds", seed, minimum=0)
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"run config: field 'seeds' repeats a seed: {self.seeds}")
-        if self.compare_to is not None and self.compare_to not in self.methods:
+        for name in self.variants:
+            if name in self.methods:
+                raise ConfigError(f"run config: variant {name!r} has the name of a method in 'methods'")
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+                raise ConfigError(
+                    f"run config: variant name {name!r} must be letters, digits and . _ + - (it names a folder)"
+                )
+        names = self.entry_names()
+        if self.compare_to is not None and self.compare_to not in names:
             raise ConfigError(
-                f"run config: field 'compare_to' names {self.compare_to!r}, which is not in 'methods' {self.methods}"
+                f"run config: field 'compare_to' names {self.compare_to!r}, which is not a method or variant {names}"
             )
         for tracker in self.log_with:
             if tracker not in ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"):
@@ -263,6 +277,7 @@ class RunConfig:
             self.adapter(kind)  # validates every kind's fields now, not mid-run
         for name in self.method_options:
             self.options(name)
+        self.entries()  # validates every variant now, not mid-run
 
     def seed_list(self) -> list[int]:
         """The seeds this run trains on: 'seeds', or just 'seed'."""
@@ -272,7 +287,39 @@ class RunConfig:
         """The method others are compared with, seed by seed: 'compare_to', else mhmoe when it runs."""
         if self.compare_to is not None:
             return self.compare_to
-        return "mhmoe" if "mhmoe" in self.methods else None
+        return "mhmoe" if "mhmoe" in self.entry_names() else None
+
+    def entry_names(self) -> list[str]:
+        """Every row's name: the methods, then the variants."""
+        return [*self.methods, *self.variants]
+
+    def entries(self) -> list[Entry]:
+        """Every row of the run, resolved: the plain methods, then the variants with their own fields."""
+        rows = [Entry(m, m, self.adapter(METHODS[m].adapter), self.options(m)) for m in self.methods]
+        for name, raw in self.variants.items():
+            where = f"variants.{name}"
+            try:
+                variant = _build(Variant, raw, f"{where}.")
+            except (ConfigError, TypeError) as err:
+                message = str(err) if isinstance(err, ConfigError) else f"field '{where}' needs a 'method'"
+                raise ConfigError(f"run config: {message}") from None
+            if variant.method not in METHODS:
+                raise ConfigError(
+                    f"run config: field '{where}.method' has unknown method {variant.method!r} "
+                    f"(known: {sorted(METHODS)})"
+                )
+            if variant.match not in MATCH_MODES:
+                raise ConfigError(
+                    f"run config: field '{where}.match' must be one of {list(MATCH_MODES)}, got {variant.match!r}"
+                )
+            kind = METHODS[variant.method].adapter
+            if "kind" in variant.adapter:
+                raise ConfigError(f"run config: field '{where}.adapter.kind': the kind follows the method ({kind})")
+            fields = {**self.adapter(kind).to_dict(), **variant.adapter}
+            adapter = config_from_dict(fields, source=f"run config '{where}.adapter'")
+            options = self.options(variant.method, variant.method_options, where=f"{where}.method_options")
+            rows.append(Entry(name, variant.method, adapter, options, variant.match))
+        return rows
 
     def adapter(self, kind: str) -> AdapterConfig:
         """The validated adapter config of one kind, from `adapters.<kind>`."""
@@ -285,17 +332,21 @@ class RunConfig:
             raise ConfigError(f"run config: field 'adapters.{kind}' must be a mapping of fields, got {fields!r}")
         return config_from_dict({"kind": kind, **fields}, source=f"run config 'adapters.{kind}'")
 
-    def options(self, method: str) -> Any:
-        """The validated options of one method (None for methods without any)."""
+    def options(self, method: str, extra: dict[str, Any] | None = None, *, where: str = "") -> Any:
+        """The validated options of one method (None for methods without any), `extra` replacing fields."""
         if method not in METHODS:
             raise ConfigError(f"run config: field 'method_options' has unknown method {method!r}")
-        cls, fields = METHODS[method].options, self.method_options.get(method) or {}
+        where = where or f"method_options.{method}"
+        base = self.method_options.get(method) or {}
+        if not isinstance(base, dict) or not isinstance(extra or {}, dict):
+            raise ConfigError(f"run config: field '{where}' must be a mapping of fields")
+        cls, fields = METHODS[method].options, {**base, **(extra or {})}
         if cls is None:
             if fields:
-                raise ConfigError(f"run config: method {method!r} takes no options, got 'method_options.{method}'")
+                raise ConfigError(f"run config: method {method!r} takes no options, got '{where}'")
             return None
         try:
-            return _build(cls, fields, f"method_options.{method}.")
+            return _build(cls, fields, f"{where}.")
         except ConfigError as err:
             raise ConfigError(f"run config: {err}") from None
 

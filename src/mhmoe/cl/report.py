@@ -181,10 +181,11 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
         sections += ["## Routers", "\n\n".join(routers)]
     for name, m in results["methods"].items():
         seconds = f"training {m['train_seconds']:.0f} s, evaluation {m['eval_seconds']:.0f} s"
+        budget = m.get("match", "activated")
         sections += [
             f"### {name}",
             f"OP {m['op']:.1f}, BWT {m['bwt']:.1f}, FWT {m['fwt']:.1f}, loss-BWT {m['loss_bwt']:+.3f}; {seconds}; "
-            f"adapter: `{m['adapter']}`",
+            f"method `{m.get('method', name)}`, rank matched by: {budget}; adapter: `{m['adapter']}`",
             r_matrix_table(m, results["tasks"], results["base"], results["base_se"]),
             loss_matrix_table(m, results["tasks"], results["base_L"]),
         ]

@@ -49,28 +49,29 @@ from mhmoe.inject import adapter_parameters, attach, check_attachable, save_adap
 from mhmoe.metrics import bwt, forgetting_curves, fwt, loss_bwt, op
 from mhmoe.models import load_model
 from mhmoe.observe import moe_layers
+from mhmoe.variants import Entry
 
 
-def method_adapters(config: RunConfig, model: nn.Module, stream_length: int) -> dict[str, AdapterConfig]:
-    """Each method's adapter config, its rank matched to `config.match_activated`'s activated parameters.
+def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> dict[str, Entry]:
+    """Each entry (method or variant) by name, its adapter's rank matched to `config.match_activated`'s.
 
-    An adapter with one LoRA per task (O-LoRA) gets one per task of the stream and is matched with all of
-    them in the forward pass, as after the last task.
+    An entry is matched by its own budget (activated or total parameters, or not at all); one already equal to
+    the reference is left as it is. An adapter with one LoRA per task (O-LoRA) gets one per task of the
+    stream and is matched with all of them in the forward pass, as after the last task.
     """
     reference = config.adapter(config.match_activated) if config.match_activated else None
-    adapters = {}
-    for name in config.methods:
-        kind = METHODS[name].adapter
-        adapter = config.adapter(kind)
+    entries = {}
+    for entry in config.entries():
+        adapter = entry.adapter
         if "tasks" in adapter.__dataclass_fields__:
             adapter = dataclasses.replace(adapter, tasks=stream_length)
         check_attachable(model, adapter)
-        if reference is not None and kind != reference.kind:
+        if reference is not None and entry.match != "none" and adapter != reference:
             # Keep the kind's own alpha / rank: at a fixed alpha a larger rank would learn more slowly.
-            rank = matched_rank(model, adapter, reference)
+            rank = matched_rank(model, adapter, reference, entry.match)
             adapter = dataclasses.replace(adapter, rank=rank, alpha=adapter.scaling * rank)
-        adapters[name] = adapter
-    return adapters
+        entries[entry.name] = dataclasses.replace(entry, adapter=adapter)
+    return entries
 
 
 def check_processes(config: RunConfig) -> None:
@@ -82,7 +83,7 @@ def check_processes(config: RunConfig) -> None:
             f"train.batch_size * train.grad_accum = {per_step} examples per step do not split evenly over "
             f"{world} processes"
         )
-    if world > 1 and "olora" in config.methods:
+    if world > 1 and any(entry.method == "olora" for entry in config.entries()):
         raise ConfigError("method 'olora' changes which parameters train between tasks, which DDP cannot follow")
 
 
@@ -155,19 +156,20 @@ def fresh_adapter(base_model: nn.Module, adapter: AdapterConfig, seed: int) -> n
 
 
 def train_method(
-    index: int, name: str, adapter: AdapterConfig, base_model: nn.Module, ctx: RunContext, resume: Checkpoint | None
+    index: int, entry: Entry, base_model: nn.Module, ctx: RunContext, resume: Checkpoint | None
 ) -> dict[str, Any]:
-    """Train one method through the stream (from `resume`'s position, if given).
+    """Train one entry (a method or a variant) through the stream (from `resume`'s position, if given).
 
     Returns R with each entry's standard error, the loss matrix L, the router facts, counts and timings.
     """
     config, tasks, tokenizer, accelerator = ctx.config, ctx.tasks, ctx.tokenizer, ctx.accelerator
+    name, adapter = entry.name, entry.adapter
     model = fresh_adapter(base_model, adapter, config.seed)
     counts = count_parameters(model)
     context = HookContext(
         tokenizer=tokenizer, max_length=config.train.max_length, seed=config.seed, batch_size=config.train.batch_size
     )
-    hooks = METHODS[name].hooks(config.options(name), context)
+    hooks = METHODS[entry.method].hooks(entry.options, context)
     done: dict[str, Any] = {"R": [], "R_se": [], "L": [], "router_grad": {}}
     seconds = {"train": 0.0, "eval": 0.0}
     start = Position(index, 0, 0)
@@ -253,6 +255,8 @@ def train_method(
             "load": load,
         }
     return {
+        "method": entry.method,
+        "match": entry.match,
         "adapter": adapter.to_dict(),
         "parameters": dataclasses.asdict(counts),
         "R": done["R"],
@@ -296,11 +300,11 @@ def _resumable(run_dir: Path) -> Checkpoint:
 
 @dataclass
 class Shared:
-    """What every seed of a run reuses: the frozen base model, its tokenizer and each method's adapter."""
+    """What every seed of a run reuses: the frozen base model, its tokenizer and each entry, matched."""
 
     base_model: nn.Module
     tokenizer: Any
-    adapters: dict[str, AdapterConfig]
+    entries: dict[str, Entry]
 
 
 def run(config: RunConfig | None = None, *, preset: str | None = None, resume: str | Path | None = None) -> Path:
@@ -320,8 +324,8 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
     streams = {seed: load_tasks(config.data, seed) for seed in seeds}  # every seed's data checked up front
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
-    shared = Shared(base_model, tokenizer, method_adapters(config, base_model, len(streams[seeds[0]])))
-    fixed = [name for name, adapter in shared.adapters.items() if routers_fixed(adapter)]
+    shared = Shared(base_model, tokenizer, matched_entries(config, base_model, len(streams[seeds[0]])))
+    fixed = [name for name, entry in shared.entries.items() if routers_fixed(entry.adapter)]
     if fixed and process_state().is_main_process:
         print(f"mhmoe: note: {', '.join(fixed)}: {ROUTERS_FIXED_NOTE}", file=sys.stderr)
     if len(seeds) == 1:
@@ -400,14 +404,14 @@ def run_seed(
     ctx = RunContext(run_dir, config, tasks, tokenizer, accelerator, log, results)
     if checkpoint is None:
         ctx.checkpoint(Position(0, 0, 0))
-    for index, (name, adapter) in enumerate(shared.adapters.items()):
+    for index, (name, entry) in enumerate(shared.entries.items()):
         if checkpoint is not None and index < checkpoint.position.method:
             continue
         here = None  # a checkpoint between methods holds no adapter: the method starts afresh
         if checkpoint is not None and index == checkpoint.position.method and checkpoint.adapter is not None:
             here = checkpoint
         try:
-            result = train_method(index, name, adapter, base_model, ctx, here)
+            result = train_method(index, entry, base_model, ctx, here)
         except TrainingError as err:
             latest = latest_folder(run_dir)
             raise TrainingError(f"{err}; the last good checkpoint is kept ({latest}; see --resume)") from None

@@ -23,7 +23,7 @@ def new_run_dir(config: RunConfig, preset: str | None = None) -> Path:
     every process checks it first, so all of them stop alike on a used folder.
     """
     state = process_state()
-    name = config.name or f"{preset or '-'.join(config.methods)}-{datetime.now():%Y%m%d-%H%M%S}"
+    name = config.name or f"{preset or '-'.join(config.entry_names())}-{datetime.now():%Y%m%d-%H%M%S}"
     if state.num_processes > 1:
         name = broadcast_object_list([name])[0]
     run_dir = Path(config.output_dir) / name

@@ -81,12 +81,13 @@ def seed_verdicts(results: dict[str, Any]) -> list[str]:
 def seeds_table(results: dict[str, Any]) -> str:
     """Per method: mean [95% interval] over seeds of OP, BWT, loss-BWT, FWT and each task's final score."""
     tasks = results["tasks"]
-    header = ["method", "activated params", *(label for label, _, _ in METRICS.values()), *tasks]
+    header = ["method", "activated params", "total params", *(label for label, _, _ in METRICS.values()), *tasks]
     rows = []
     for method, entry in results["summary"].items():
         metrics = [str(_interval(entry[key])) for key in METRICS]
         finals = [str(_interval(d)) for d in entry["final"]]
-        rows.append([method, f"{entry['parameters']['activated']:,}", *metrics, *finals])
+        counts = [f"{entry['parameters'][k]:,}" for k in ("activated", "total")]
+        rows.append([method, *counts, *metrics, *finals])
     return markdown_table(header, rows)
 
 

@@ -34,11 +34,23 @@ def op(R: Matrix) -> float:
 
 
 def bwt(R: Matrix) -> float:
-    """Backward transfer: how much training later tasks changed earlier ones (0 for a single task)."""
+    """Backward transfer: how much training later tasks changed earlier ones (0 for a single task).
+
+    BWT = 1/(n-1) * sum over i < n of (R[n][i] - R[i][i]), TRACE's and GEM's form (1-based): negative means
+    forgetting, and positive transfer is kept, not clipped to 0 as some codebases do. The research's tables
+    use this sign, but its eq. 21 as printed is 1/n * sum over i <= n of (R[i][i] - R[n][i]), the opposite
+    sign and (n-1)/n times the size (`bwt_eq21`); compare published figures with care.
+    """
     n = _square(R)
     if n == 1:
         return 0.0
     return sum(R[n - 1][i] - R[i][i] for i in range(n - 1)) / (n - 1)
+
+
+def bwt_eq21(R: Matrix) -> float:
+    """The research's eq. 21 exactly as printed: the mean drop over all n tasks, = -(n-1)/n * bwt(R)."""
+    n = _square(R)
+    return sum(R[i][i] - R[n - 1][i] for i in range(n)) / n
 
 
 def fwt(R: Matrix, base: Sequence[float]) -> float:
