@@ -21,7 +21,7 @@ def test_presets_include_quickstart_and_the_research_setups():
     assert (research.train.epochs, research.train.max_length, research.train.lr) == (2, 2048, 1e-4)
 
 
-RESEARCH_TABLES = ["table1", "table2", "table4", "routers", "routers-balance"]
+RESEARCH_TABLES = ["table1", "table2", "table3", "table4", "routers", "routers-balance"]
 
 
 @pytest.mark.parametrize("name", RESEARCH_TABLES)
@@ -43,6 +43,20 @@ def test_research_tables_hold_the_papers_configurations():
     assert (mh.heads, mh.experts, mh.top_k) == (8, 4, 1)
     wide = load_config("table2").entries()[1]
     assert (wide.adapter.experts, wide.adapter.top_k, wide.match) == (26, 5, "total")
+    orders = load_config("table3").orders  # Appendix A.3.4, verbatim
+    assert orders["order-1"] == [
+        "FOMC",
+        "C-STANCE",
+        "ScienceQA",
+        "Py150",
+        "MeetingBank",
+        "NumGLUE-cm",
+        "NumGLUE-ds",
+        "20Minuten",
+    ]
+    assert orders["order-2"][4:7] == ["NumGLUE-ds", "NumGLUE-cm", "MeetingBank"]
+    assert orders["order-3"][4:7] == ["MeetingBank", "NumGLUE-ds", "NumGLUE-cm"]
+    assert len(load_config("table3-cpu").orders) == 3
     heads = {e.name: e.adapter.heads for e in load_config("table4-cpu").entries()}
     assert sorted(heads.values()) == [2, 4, 8, 16]
     assert all(576 % h == 0 and 1536 % h == 0 for h in heads.values())  # SmolLM2's MLP widths

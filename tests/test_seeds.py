@@ -122,7 +122,7 @@ def test_summary_and_verdicts_follow_the_paired_intervals():
 def test_seed_settings_are_validated():
     with pytest.raises(ConfigError, match="'seeds' repeats a seed"):
         load_config(None, [*SETTINGS, "seeds=[1, 1]"])
-    with pytest.raises(ConfigError, match="'compare_to' names 'ewc', which is not in 'methods'"):
+    with pytest.raises(ConfigError, match="'compare_to' names 'ewc', which is not a method or variant"):
         load_config(None, [*SETTINGS, "compare_to=ewc"])
     with pytest.raises(ConfigError, match="field 'seeds' must be an integer >= 0"):
         load_config(None, [*SETTINGS, "seeds=[-1]"])

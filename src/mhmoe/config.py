@@ -209,6 +209,10 @@ class RunConfig:
     seeds: list[int] = field(default_factory=list)
     """Run every method once per seed (each in its own folder seed-<s>/), then report means and 95% intervals
     over seeds and paired differences against 'compare_to'; empty: one run with 'seed'."""
+    orders: dict[str, list[str]] = field(default_factory=dict)
+    """Named task orders, e.g. {order-1: [FOMC, C-STANCE, ...]}: the whole run (every method, every seed) repeats
+    once per order, in folder <order>/, and the top report compares the methods order by order; each order
+    holds the same tasks. Empty: one run in 'data.order'."""
     compare_to: str | None = None
     """Reference method of the paired per-seed differences; empty: mhmoe when it is in the run, else none."""
     methods: list[str] = field(default_factory=lambda: ["lora", "loramoe", "mhmoe"])
@@ -265,6 +269,7 @@ class RunConfig:
                 raise ConfigError(
                     f"run config: variant name {name!r} must be letters, digits and . _ + - (it names a folder)"
                 )
+        self._check_orders()
         names = self.entry_names()
         if self.compare_to is not None and self.compare_to not in names:
             raise ConfigError(
@@ -278,6 +283,27 @@ class RunConfig:
         for name in self.method_options:
             self.options(name)
         self.entries()  # validates every variant now, not mid-run
+
+    def _check_orders(self) -> None:
+        first = None
+        for name, order in self.orders.items():
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+                raise ConfigError(
+                    f"run config: order name {name!r} must be letters, digits and . _ + - (it names a folder)"
+                )
+            if not order or len(set(order)) != len(order):
+                raise ConfigError(f"run config: field 'orders.{name}' must list each task once, got {order}")
+            if first is not None and sorted(order) != sorted(first[1]):
+                raise ConfigError(
+                    f"run config: field 'orders.{name}' holds other tasks than 'orders.{first[0]}' "
+                    f"({sorted(set(order) ^ set(first[1]))}); orders compare one set of tasks"
+                )
+            first = first or (name, order)
+
+    def for_order(self, name: str) -> RunConfig:
+        """This run with `orders.<name>` as its one stream order, under the folder name <run>/<name>."""
+        data = dataclasses.replace(self.data, order=list(self.orders[name]))
+        return dataclasses.replace(self, orders={}, data=data)
 
     def seed_list(self) -> list[int]:
         """The seeds this run trains on: 'seeds', or just 'seed'."""

@@ -34,6 +34,7 @@ from mhmoe.cl.checkpoint import (
 )
 from mhmoe.cl.evaluate import evaluate_stream
 from mhmoe.cl.methods import METHODS, HookContext
+from mhmoe.cl.orders import summarise_orders, write_orders_report
 from mhmoe.cl.report import write_report
 from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE, expert_load, router_gradients, routers_fixed
 from mhmoe.cl.run_folder import MetricsLog, flat_settings, new_run_dir
@@ -308,10 +309,12 @@ class Shared:
 
 
 def run(config: RunConfig | None = None, *, preset: str | None = None, resume: str | Path | None = None) -> Path:
-    """Run every method of `config` on its stream, once per seed, or continue the interrupted run `resume`.
+    """Run every method of `config` on its stream, once per seed (and per order), or continue the interrupted
+    run `resume`.
 
     One seed writes its run folder directly; several seeds write one complete single-seed run folder per seed
-    (`seed-<s>/`) and, at the top, results.json and report.md with the intervals over seeds.
+    (`seed-<s>/`) and, at the top, results.json and report.md with the intervals over seeds. With `orders`,
+    each order is such a run in its own folder `<order>/`, and the top compares the methods order by order.
     Returns the run folder. A resumed run ends with the same results as an uninterrupted one: it restarts from
     the newest checkpoint with the same data order, state and RNG.
     """
@@ -320,40 +323,75 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
         run_dir = Path(resume)
         config = _saved_config(run_dir)
     check_processes(config)
-    seeds = config.seed_list()
-    streams = {seed: load_tasks(config.data, seed) for seed in seeds}  # every seed's data checked up front
+    configs = {name: config.for_order(name) for name in config.orders} or {None: config}
+    # every order's and seed's data is checked before the model loads or a folder is written
+    streams = {name: {seed: load_tasks(c.data, seed) for seed in c.seed_list()} for name, c in configs.items()}
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
-    shared = Shared(base_model, tokenizer, matched_entries(config, base_model, len(streams[seeds[0]])))
+    length = len(next(iter(next(iter(streams.values())).values())))
+    shared = Shared(base_model, tokenizer, matched_entries(config, base_model, length))
     fixed = [name for name, entry in shared.entries.items() if routers_fixed(entry.adapter)]
     if fixed and process_state().is_main_process:
         print(f"mhmoe: note: {', '.join(fixed)}: {ROUTERS_FIXED_NOTE}", file=sys.stderr)
-    if len(seeds) == 1:
+    if not config.orders and len(config.seed_list()) == 1:
         checkpoint = _resumable(run_dir) if resume is not None else None
         if run_dir is None:
             run_dir = _new_folder(new_run_dir(config, preset), config)
-        run_seed(config, run_dir, streams[seeds[0]], shared, checkpoint)
+        run_seed(config, run_dir, streams[None][config.seed], shared, checkpoint)
         return run_dir
     if run_dir is not None and (run_dir / "report.md").is_file():
         raise CheckpointError(f"{run_dir}: nothing to resume (the run has finished)")
     if run_dir is None:
         run_dir = _new_folder(new_run_dir(config, preset), config)
-    per_seed = {}
-    for seed in seeds:
-        folder = run_dir / f"seed-{seed}"
-        seed_config = dataclasses.replace(config, seed=seed, seeds=[], name=f"{run_dir.name}/seed-{seed}")
-        if (folder / "report.md").is_file():  # finished before an interruption
-            per_seed[seed] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-            continue
-        checkpoint = load_checkpoint(folder) if folder.is_dir() else None
-        if checkpoint is None:  # never started, or stopped before its first checkpoint: start it afresh
-            _new_folder(folder, seed_config, replace=True)
-        per_seed[seed] = run_seed(seed_config, folder, streams[seed], shared, checkpoint)
+    if not config.orders:
+        _run_seeds(config, run_dir, streams[None], shared)
+        return run_dir
+    per_order = {}
+    for name, order_config in configs.items():
+        folder = run_dir / name
+        order_config = dataclasses.replace(order_config, name=f"{run_dir.name}/{name}")
+        if len(order_config.seed_list()) == 1:
+            seed = order_config.seed
+            per_order[name] = summarise_seeds(
+                {seed: _resume_or_start(order_config, folder, streams[name][seed], shared)},
+                order_config.reference_method(),
+            )
+        elif (folder / "report.md").is_file():
+            per_order[name] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        else:
+            if not folder.is_dir():
+                _new_folder(folder, order_config)
+            per_order[name] = _run_seeds(order_config, folder, streams[name], shared)
     if process_state().is_main_process:
-        summary = summarise_seeds(per_seed, config.reference_method())
+        summary = summarise_orders(per_order, config.reference_method())
+        write_json(run_dir / "results.json", summary)
+        write_orders_report(run_dir, summary)
+    return run_dir
+
+
+def _resume_or_start(config: RunConfig, folder: Path, tasks: list[Task], shared: Shared) -> dict[str, Any]:
+    """A single-seed run in `folder`: finished, its results; checkpointed, resumed; else started afresh."""
+    if (folder / "report.md").is_file():
+        return json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    checkpoint = load_checkpoint(folder) if folder.is_dir() else None
+    if checkpoint is None:  # never started, or stopped before its first checkpoint
+        _new_folder(folder, config, replace=True)
+    return run_seed(config, folder, tasks, shared, checkpoint)
+
+
+def _run_seeds(config: RunConfig, run_dir: Path, streams: dict[int, list[Task]], shared: Shared) -> dict[str, Any]:
+    """Every seed of `config` in `run_dir`/seed-<s>/, then the top results.json and report.md over seeds."""
+    per_seed = {}
+    for seed in config.seed_list():
+        seed_config = dataclasses.replace(
+            config, seed=seed, seeds=[], name=f"{config.name or run_dir.name}/seed-{seed}"
+        )
+        per_seed[seed] = _resume_or_start(seed_config, run_dir / f"seed-{seed}", streams[seed], shared)
+    summary = summarise_seeds(per_seed, config.reference_method())
+    if process_state().is_main_process:
         write_json(run_dir / "results.json", summary)
         write_seeds_report(run_dir, summary)
-    return run_dir
+    return summary
 
 
 def _new_folder(run_dir: Path, config: RunConfig, *, replace: bool = False) -> Path:

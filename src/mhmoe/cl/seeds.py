@@ -58,7 +58,8 @@ def summarise_seeds(per_seed: dict[int, dict[str, Any]], reference: str | None) 
     }
 
 
-def _interval(d: dict) -> Interval:
+def as_interval(d: dict) -> Interval:
+    """An Interval back from its results.json dict."""
     return Interval(d["mean"], d["low"], d["high"], d["n"])
 
 
@@ -68,7 +69,7 @@ def seed_verdicts(results: dict[str, Any]) -> list[str]:
     for method, metrics in results["paired"].items():
         for key, (label, direction, better) in METRICS.items():
             d = metrics[key]
-            interval = _interval(d)
+            interval = as_interval(d)
             numbers = f"{reference} - {method} = {interval} over {n} seeds, sign agrees in {d['agreeing']}/{n}"
             if interval.excludes_zero():
                 winner, loser = (reference, method) if interval.mean * direction > 0 else (method, reference)
@@ -84,8 +85,8 @@ def seeds_table(results: dict[str, Any]) -> str:
     header = ["method", "activated params", "total params", *(label for label, _, _ in METRICS.values()), *tasks]
     rows = []
     for method, entry in results["summary"].items():
-        metrics = [str(_interval(entry[key])) for key in METRICS]
-        finals = [str(_interval(d)) for d in entry["final"]]
+        metrics = [str(as_interval(entry[key])) for key in METRICS]
+        finals = [str(as_interval(d)) for d in entry["final"]]
         counts = [f"{entry['parameters'][k]:,}" for k in ("activated", "total")]
         rows.append([method, *counts, *metrics, *finals])
     return markdown_table(header, rows)
@@ -97,7 +98,7 @@ def paired_table(results: dict[str, Any]) -> str:
     header = ["reference - method", *(label for label, _, _ in METRICS.values())]
     rows = []
     for method, metrics in results["paired"].items():
-        cells = [f"{_interval(metrics[key])} ({metrics[key]['agreeing']}/{n})" for key in METRICS]
+        cells = [f"{as_interval(metrics[key])} ({metrics[key]['agreeing']}/{n})" for key in METRICS]
         rows.append([f"{results['reference']} - {method}", *cells])
     return markdown_table(header, rows)
 
@@ -115,7 +116,7 @@ def plot_seeds(results: dict[str, Any], path: Path) -> Path:
         for x, method in enumerate(methods):
             values = [run["methods"][method][key] for run in results["per_seed"].values()]
             ax.scatter([x] * len(values), values, s=14, alpha=0.6, color="tab:gray")
-            interval = _interval(results["summary"][method][key])
+            interval = as_interval(results["summary"][method][key])
             if interval.low is not None:
                 ax.errorbar(
                     x + 0.15,
