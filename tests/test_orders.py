@@ -2,12 +2,9 @@
 side by side, and a run killed in its second order resumes to the same results."""
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
-from test_resume import KILLER, train_losses
+from test_resume import kill_run_at, train_losses
 
 from mhmoe.cl.orders import order_verdicts, summarise_orders
 from mhmoe.cl.run import run
@@ -110,13 +107,8 @@ def test_bad_orders_are_one_line_before_anything_runs(override, message, tmp_pat
 
 def test_a_run_killed_in_its_second_order_resumes_to_the_same_results(two_orders, tmp_path):
     whole, _ = two_orders
-    args = [f"--set={s}" for s in [*SETTINGS, f"output_dir={tmp_path}", "name=killed", "seeds=[0, 1]"]]
     # 2 seeds x 2 methods x 2 tasks x 2 steps = 16 losses in the first order: call 20 is inside the second
-    done = subprocess.run(
-        [sys.executable, "-c", KILLER, "mhmoe.cl.train", "answer_loss", "20", *args], capture_output=True, text=True
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
-    run_dir = tmp_path / "killed"
+    run_dir = kill_run_at([*SETTINGS, "seeds=[0, 1]"], tmp_path, 20)
     assert (run_dir / "forward" / "report.md").is_file() and not (run_dir / "backward" / "report.md").exists()
     assert main(["run", "--resume", str(run_dir)]) == 0
     expected = json.loads((whole / "results.json").read_text())

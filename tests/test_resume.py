@@ -61,11 +61,16 @@ def uninterrupted(tmp_path_factory):
     return json.loads((run_dir / "results.json").read_text()), train_losses(run_dir)
 
 
-def killed_run(tmp_path, module, name, n):
-    args = [f"--set={s}" for s in [*SETTINGS, f"output_dir={tmp_path}", "name=killed"]]
+def kill_run_at(settings, tmp_path, n, module="mhmoe.cl.train", name="answer_loss"):
+    """`mhmoe run` with `settings` into tmp_path/killed, SIGKILLed on the n-th call of module.name."""
+    args = [f"--set={s}" for s in [*settings, f"output_dir={tmp_path}", "name=killed"]]
     done = subprocess.run([sys.executable, "-c", KILLER, module, name, str(n), *args], capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     return tmp_path / "killed"
+
+
+def killed_run(tmp_path, module, name, n):
+    return kill_run_at(SETTINGS, tmp_path, n, module, name)
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,10 @@
 and a run killed in its second seed and resumed."""
 
 import json
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch
-from test_resume import KILLER, train_losses
+from test_resume import kill_run_at, train_losses
 
 from mhmoe.adapters import MHMoEConfig
 from mhmoe.cl.run import fresh_adapter, run
@@ -130,13 +127,8 @@ def test_seed_settings_are_validated():
 
 def test_a_run_killed_in_its_second_seed_resumes_to_the_same_results(two_seeds, tmp_path):
     whole, _ = two_seeds
-    args = [f"--set={s}" for s in [*SETTINGS, f"output_dir={tmp_path}", "name=killed", "seeds=[0, 1]"]]
     # lora and mhmoe train 2 tasks x 3 steps on seed 0 (12 losses), so call 16 is inside seed 1's first method
-    done = subprocess.run(
-        [sys.executable, "-c", KILLER, "mhmoe.cl.train", "answer_loss", "16", *args], capture_output=True, text=True
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
-    run_dir = tmp_path / "killed"
+    run_dir = kill_run_at([*SETTINGS, "seeds=[0, 1]"], tmp_path, 16)
     assert (run_dir / "seed-0" / "report.md").is_file() and not (run_dir / "report.md").exists()
     assert main(["run", "--resume", str(run_dir)]) == 0
     expected = json.loads((whole / "results.json").read_text())

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from mhmoe.figures import pyplot, save_figure
 
-from mhmoe.files import atomic_write  # noqa: E402
+plt = pyplot()
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def probe_accuracy(layers: list[int], probes: dict[str, dict], path: Path) -> Path:
@@ -58,9 +53,7 @@ def head_shares(layers: list[int], shares: dict[str, np.ndarray], path: Path) ->
         ax.set_xticks(range(len(layers)), layers)
     fig.colorbar(image, ax=axes[0].tolist())
     fig.suptitle("Head-ablation shares of each probe's accuracy", fontsize=9)
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=False)
 
 
 def gradient_cosines(coherence: np.ndarray, cross: np.ndarray, path: Path) -> Path:
@@ -106,9 +99,7 @@ def forgetting_attribution(tasks: list[str], methods: dict[str, list[list[float 
             if np.isfinite(value):
                 ax.text(i, j, f"{value:+.2f}", ha="center", va="center", fontsize=6)
     fig.colorbar(image, ax=axes[0].tolist(), label="A[j][i] (loss change)")
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, tight=False)
 
 
 def forgetting_vs_n_eff(methods: dict[str, dict], path: Path) -> Path:

@@ -13,6 +13,7 @@ from typing import Any
 
 from mhmoe.cl.report import markdown_table
 from mhmoe.cl.seeds import METRICS, as_interval
+from mhmoe.figures import pyplot, save_figure
 from mhmoe.files import write_text
 
 SHOWN = ("op", "bwt", "loss_bwt")
@@ -88,10 +89,7 @@ def order_verdicts(results: dict[str, Any]) -> list[str]:
 
 def plot_orders(results: dict[str, Any], path: Path) -> Path:
     """One panel per metric: each method's mean and 95% interval over seeds, order by order."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     orders = list(results["orders"])
     methods = list(next(iter(results["orders"].values()))["summary"])
@@ -112,10 +110,7 @@ def plot_orders(results: dict[str, Any], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle("mean and 95% t interval over seeds, per task order", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_orders_report(run_dir: Path, results: dict[str, Any]) -> Path:

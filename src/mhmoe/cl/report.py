@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
+from mhmoe.figures import pyplot, save_figure
 from mhmoe.files import write_text
 
 LEARNED_MARGIN = 5.0
@@ -103,10 +104,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
 
 def plot_r_matrices(results: dict[str, Any], path: Path) -> Path:
     """One heat-map panel per method: R with the untrained row on top, each cell annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tasks, methods = results["tasks"], results["methods"]
     n = len(tasks)
@@ -122,17 +120,12 @@ def plot_r_matrices(results: dict[str, Any], path: Path) -> Path:
         ax.set_yticks(range(n + 1), rows if k == 0 else [], fontsize=8)  # rows are the same in every panel
         ax.set_title(f"{name}  OP {m['op']:.1f}  BWT {m['bwt']:.1f}", fontsize=10)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="score (0-100)")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def plot_loss_curves(results: dict[str, Any], path: Path) -> Path:
     """One panel per method: each task's answer NLL over the stream (untrained, then after each task)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tasks, methods = results["tasks"], results["methods"]
     n = len(tasks)
@@ -148,10 +141,7 @@ def plot_loss_curves(results: dict[str, Any], path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("answer NLL (nats/token)")
     axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(run_dir: Path, results: dict[str, Any]) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mhmoe.cl.report import comparison_table, markdown_table
+from mhmoe.figures import pyplot, save_figure
 from mhmoe.files import write_text
 from mhmoe.metrics.uncertainty import Interval, paired_difference, t_interval
 
@@ -105,10 +106,7 @@ def paired_table(results: dict[str, Any]) -> str:
 
 def plot_seeds(results: dict[str, Any], path: Path) -> Path:
     """One panel per metric: every seed's value as a dot, and the mean with its 95% interval, per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     methods = list(results["summary"])
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4))
@@ -130,10 +128,7 @@ def plot_seeds(results: dict[str, Any], path: Path) -> Path:
         ax.set_title(f"{label} ({'higher' if direction > 0 else 'lower'} is better)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{len(results['seeds'])} seeds: dots are seeds, blue is the mean and its 95% t interval", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_seeds_report(run_dir: Path, results: dict[str, Any]) -> Path:
