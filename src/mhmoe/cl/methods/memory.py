@@ -1,4 +1,5 @@
-"""What the rehearsal-style methods keep of earlier tasks: seeded samples of their training examples.
+"""What the rehearsal-style methods keep of earlier tasks: seeded samples of their training examples, per
+finished task or, without task boundaries, a reservoir over everything seen.
 
 EWC estimates its Fisher from such a sample; GEM and replay keep one per finished task as an episodic
 memory. Samples are a pure function of (seed, purpose, task name), so a rerun keeps the same memory.
@@ -55,3 +56,38 @@ class EpisodicMemory:
 
     def __bool__(self) -> bool:
         return bool(self.tasks)
+
+
+class ReservoirMemory:
+    """Reservoir sampling (Vitter's algorithm R) over a stream without task boundaries.
+
+    After n examples have gone by, every one of them is in the memory with probability capacity / n. The
+    draw for the n-th example is a function of (seed, n) alone, so a resumed run keeps the same memory.
+    """
+
+    def __init__(self, capacity: int, *, seed: int, purpose: str) -> None:
+        self.capacity, self.seed, self.purpose = capacity, seed, purpose
+        self.slots: list[Example] = []
+        self.seen = 0
+
+    def add(self, example: Example) -> None:
+        if len(self.slots) < self.capacity:
+            self.slots.append(example)
+        else:
+            slot = random.Random(f"{self.seed}:{self.purpose}:{self.seen}").randrange(self.seen + 1)
+            if slot < self.capacity:
+                self.slots[slot] = example
+        self.seen += 1
+
+    def examples(self) -> list[Example]:
+        return list(self.slots)
+
+    def state_dict(self) -> dict:
+        return {"seen": self.seen, "slots": [[e.prompt, e.answer, e.features] for e in self.slots]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seen = state["seen"]
+        self.slots = [Example(p, a, dict(f)) for p, a, f in state["slots"]]
+
+    def __bool__(self) -> bool:
+        return bool(self.slots)
