@@ -1,4 +1,5 @@
-"""The one training loop: train the adapter on one task of the stream; every method plugs in through hooks.
+"""The one training loop: train the adapter on a task of the stream (or on a whole stream without task
+boundaries); every method plugs in through hooks.
 
 AdamW with the research's settings, a fresh optimizer and cosine schedule per task (each task is its own
 fine-tuning run, as in TRACE), gradient accumulation and clipping, under Accelerate so the same loop runs
@@ -8,6 +9,7 @@ index is enough to know where a task's data stands.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +40,7 @@ class TrainingError(MhmoeError):
 class TaskTraining:
     steps: int
     examples: int
+    """Distinct training examples of a task; example visits for a plan without task boundaries."""
     tokens: int
     seconds: float
     final_loss: float
@@ -133,6 +136,48 @@ def train_task(
     examples = task.split("train")
     steps = steps_per_task(settings, len(examples))
     hooks.before_task(accelerator.unwrap_model(model), task)  # first: it may change which parameters train (O-LoRA)
+    order = batch_order(
+        len(examples), steps, settings.batch_size * settings.grad_accum, seed=seed, task_index=task_index
+    )
+    plan = [[examples[i] for i in indices] for indices in order]
+    trained = train_steps(
+        model,
+        tokenizer,
+        plan,
+        settings,
+        accelerator=accelerator,
+        hooks=hooks,
+        log=lambda record: log({"task": task.name, **record}),
+        progress=progress,
+        label=label or task.name,
+        resume=resume,
+        on_step=on_step,
+    )
+    hooks.after_task(accelerator.unwrap_model(model), task)
+    return dataclasses.replace(trained, examples=len(examples))  # the task's examples, not their visits
+
+
+def train_steps(
+    model: nn.Module,
+    tokenizer,
+    plan: list[list[Example]],
+    settings: TrainSettings,
+    *,
+    accelerator: Accelerator,
+    hooks: Hooks,
+    log: Callable[[dict], None] = lambda record: None,
+    progress: bool = True,
+    label: str = "",
+    resume: dict | None = None,
+    on_step: Callable[[int, Any, Any], None] | None = None,
+    after_step: Callable[[list[Example]], None] | None = None,
+) -> TaskTraining:
+    """Train on `plan`, one optimizer step per entry (its examples), under one optimizer and cosine schedule.
+
+    A task of the stream is one plan; a stream without boundaries is one plan for the whole stream.
+    `after_step(examples)` sees each step's examples once the step is taken (a boundary-free method's memory).
+    """
+    steps = len(plan)
     optimizer, scheduler = make_optimizer(model, settings, steps)
     first_step = 1
     if resume is not None:
@@ -141,12 +186,9 @@ def train_task(
         first_step = resume["step"] + 1
     model.train()
     start, tokens, loss_value = time.perf_counter(), 0, float("nan")
-    order = batch_order(
-        len(examples), steps, settings.batch_size * settings.grad_accum, seed=seed, task_index=task_index
-    )
     bar = tqdm(
-        order[first_step - 1 :],
-        desc=label or task.name,
+        plan[first_step - 1 :],
+        desc=label,
         disable=not progress or not accelerator.is_main_process,
         leave=False,
         initial=first_step - 1,
@@ -154,9 +196,8 @@ def train_task(
     )
     plain = accelerator.unwrap_model(model)  # hooks see parameter names without a DDP/FSDP prefix
     rank, world = accelerator.process_index, accelerator.num_processes
-    for step, indices in enumerate(bar, start=first_step):
+    for step, step_examples in enumerate(bar, start=first_step):
         step_start = time.perf_counter()
-        step_examples = [examples[i] for i in indices]
         micro = list(_micro_batches(tokenizer, step_examples[rank::world], settings))  # this process's share
         step_tokens = sum(int(batch["attention_mask"].sum()) for batch in micro)
         data, extra = _accumulate(
@@ -164,7 +205,7 @@ def train_task(
         )
         loss_value = float(accelerator.reduce(data, "sum") + accelerator.reduce(extra, "mean"))
         if not math.isfinite(loss_value):
-            raise TrainingError(f"{task.name}: the loss became {loss_value} at step {step}; lower train.lr")
+            raise TrainingError(f"{label}: the loss became {loss_value} at step {step}; lower train.lr")
         hooks.after_backward(plain)
         grad_norm = None
         if settings.max_grad_norm is not None:
@@ -174,12 +215,13 @@ def train_task(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         tokens += step_tokens
+        if after_step is not None:
+            after_step(step_examples)
         bar.set_postfix(loss=f"{loss_value:.3f}")
         if step % settings.log_every == 0 or step == steps:
             seconds = time.perf_counter() - step_start
             log(
                 {
-                    "task": task.name,
                     "step": step,
                     "loss": loss_value,
                     "lr": lr,
@@ -189,6 +231,6 @@ def train_task(
             )
         if on_step is not None:
             on_step(step, optimizer, scheduler)
-    hooks.after_task(plain, task)
     model.eval()
-    return TaskTraining(steps, len(examples), tokens, time.perf_counter() - start, loss_value)
+    examples = sum(len(step_examples) for step_examples in plan)
+    return TaskTraining(steps, examples, tokens, time.perf_counter() - start, loss_value)
