@@ -121,7 +121,7 @@ def test_config_with_unknown_field_or_kind_is_refused(saved_adapter):
     path.write_text(json.dumps(meta))
     with pytest.raises(mhmoe.ConfigError, match=r"unknown field\(s\) \['expertz'\]"):
         mhmoe.load_adapter(tiny_model(), saved_adapter)
-    meta["config"] = {"kind": "prefix"}
+    meta["config"] = {"kind": "prompt"}
     path.write_text(json.dumps(meta))
     with pytest.raises(mhmoe.ConfigError, match="field 'kind' must be one of"):
         mhmoe.load_adapter(tiny_model(), saved_adapter)
@@ -152,10 +152,14 @@ def test_one_table_per_adapter_kind_builds_every_layer():
     from mhmoe.adapters import ADAPTER_LAYERS, CONFIGS, KINDS, MOE_LAYERS, HeadedMoELinear, build_layer
 
     assert {name: kind.config for name, kind in KINDS.items()} == CONFIGS
-    assert set(ADAPTER_LAYERS) == {kind.layer for kind in KINDS.values()}
+    linear_kinds = {name: kind for name, kind in KINDS.items() if kind.site is None}
+    assert set(ADAPTER_LAYERS) == {kind.layer for kind in linear_kinds.values()}
     assert set(MOE_LAYERS) == {kind.layer for kind in KINDS.values() if kind.routed} == {HeadedMoELinear}
+    assert set(KINDS) - set(linear_kinds) == {"prefix", "norga"}  # they attach inside attention instead
     base = torch.nn.Linear(16, 12)
-    for name, kind in KINDS.items():
+    with pytest.raises(mhmoe.ConfigError, match="does not wrap linears"):
+        build_layer(mhmoe.PrefixConfig(), base)
+    for name, kind in linear_kinds.items():
         config = kind.config(rank=2, alpha=4.0)
         layer = build_layer(config, base)
         assert type(layer) is kind.layer and layer.base_layer is base and layer.scaling == 2.0, name

@@ -1,9 +1,10 @@
-"""Adapter parameter counts, total and activated per token, and rank matching between adapter kinds.
+"""Adapter parameter counts, total and activated per token, and size matching between adapter kinds.
 
 The research compares methods at matched *activated* parameters: for MH-MoE every head reads its router
 and runs k experts, each mapping a d_in/H slice to all of d_out, so a top-1 head-wise update is a
 rank-H*r update per token. Its route-space ablation (Table 2) also matches the *total* parameter budget,
-so a rank can be matched by either count.
+so a size (a rank, or a prefix length) can be matched by either count. A prefix method's token sees one
+task's prefixes (and the gate): that is its activated count; every task's prefixes are its total.
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from mhmoe.adapters import AdapterConfig, LoRAMoEConfig, OLoRAConfig
+from mhmoe.adapters import AdapterConfig, LoRAMoEConfig, OLoRAConfig, PrefixConfig
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters, module_shapes
 
 
+def _gate(config: PrefixConfig) -> int:
+    return 2 if config.activation is not None else 0  # NoRGa's alpha and tau
+
+
 def activated_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
-    """Adapter parameters that one token touches in one adapted d_in -> d_out linear."""
+    """Adapter parameters that one token touches in one adapted d_in -> d_out linear (for a prefix kind: in one
+    attention layer of d_in key/value heads of width d_out)."""
+    if isinstance(config, PrefixConfig):
+        return 2 * d_in * config.prefix_length * d_out + _gate(config)
     if isinstance(config, LoRAMoEConfig):
         heads = config.router_heads
         router = d_in * config.experts
@@ -32,6 +40,8 @@ def activated_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
 
 def total_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
     """All adapter parameters of one adapted d_in -> d_out linear (what attach allocates)."""
+    if isinstance(config, PrefixConfig):
+        return config.tasks * 2 * d_in * config.prefix_length * d_out + _gate(config)
     if isinstance(config, LoRAMoEConfig):
         # routers H * (d_in/H) * K, experts' A H * (d_in/H) * K * r, experts' B H * K * r * d_out
         return d_in * config.experts + config.experts * config.rank * (d_in + config.router_heads * d_out)
@@ -41,7 +51,7 @@ def total_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
 
 
 BUDGETS = {"activated": activated_parameters, "total": total_parameters}
-"""What a rank can be matched by: parameters one token touches, or all of them."""
+"""What a size can be matched by: parameters one token touches, or all of them."""
 
 
 def _summed(config: AdapterConfig, shapes: Iterable[list[int]], budget: str = "activated") -> int:
@@ -69,30 +79,34 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     adapter = adapter_parameters(model)
     return ParameterCount(
         total=sum(p.numel() for p in adapter.values()),
-        activated=_summed(config, module_shapes(model, config.target_modules).values()),
+        activated=_summed(config, module_shapes(model, config).values()),
         trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         base=sum(p.numel() for n, p in model.named_parameters() if n not in adapter),
     )
 
 
-def matched_rank(
+def matched_size(
     model: nn.Module, baseline: AdapterConfig, reference: AdapterConfig, budget: str = "activated"
 ) -> int:
-    """The rank for `baseline` whose `budget` ('activated' or 'total') parameters on `model` come closest to
-    `reference`'s.
+    """The size (`baseline.size_field`: a rank, or a prefix length) for `baseline` whose `budget` ('activated' or
+    'total') parameters on `model` come closest to `reference`'s.
 
-    Both configs are counted on the modules `reference.target_modules` names; both counts are affine in the
-    rank, so the best rank is the rounded solution (at least 1).
+    Each config is counted on the modules it adapts; both counts are affine in the size, so the best size is the
+    rounded solution (at least 1).
     """
     if budget not in BUDGETS:
-        raise ConfigError(f"matched_rank: budget must be one of {sorted(BUDGETS)}, got {budget!r}")
-    shapes = list(module_shapes(model, reference.target_modules).values())
+        raise ConfigError(f"matched_size: budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    shapes = list(module_shapes(model, baseline).values())
 
-    def count_at(rank: int) -> int:
-        return _summed(dataclasses.replace(baseline, rank=rank), shapes, budget)
+    def count_at(size: int) -> int:
+        return _summed(dataclasses.replace(baseline, **{baseline.size_field: size}), shapes, budget)
 
-    target = _summed(reference, shapes, budget)
-    per_rank = count_at(2) - count_at(1)
-    exact = 1 + (target - count_at(1)) / per_rank
+    target = _summed(reference, module_shapes(model, reference).values(), budget)
+    per_size = count_at(2) - count_at(1)
+    exact = 1 + (target - count_at(1)) / per_size
     candidates = {max(1, int(exact)), max(1, int(exact) + 1)}
     return min(candidates, key=lambda r: (abs(count_at(r) - target), r))
+
+
+matched_rank = matched_size
+"""The name the low-rank kinds know it by."""

@@ -2,13 +2,14 @@
 
 Like PEFT: the adapted linear stays inside the wrapper as `base_layer`, frozen; every adapter parameter
 is named `adapter_*`, so freezing, counting and saving are each one filter over `named_parameters()`.
+An adapter may also keep statistics as `adapter_*` buffers (the prefix kinds' task prototypes): saved and
+restored with its parameters, never trained or counted.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mhmoe.adapters import ADAPTER_LAYERS, AdapterConfig, build_layer, config_from_dict
+from mhmoe.adapters import ADAPTER_LAYERS, KINDS, AdapterConfig, Site, build_layer, config_from_dict
+from mhmoe.adapters.config import matches_target
 from mhmoe.errors import AdapterFileError, ConfigError
 from mhmoe.files import atomic_write, write_json
 
@@ -27,17 +29,11 @@ ADAPTER_PREFIX = "adapter_"
 FORMAT_VERSION = 1
 
 
-def _matches(name: str, patterns: list[str] | str) -> bool:
-    if isinstance(patterns, str):
-        return re.fullmatch(patterns, name) is not None
-    return any(name == p or name.endswith("." + p) for p in patterns)
-
-
 def find_targets(model: nn.Module, patterns: list[str] | str) -> dict[str, nn.Linear]:
     """The linears `patterns` names, by module name; already-adapted modules count as their base layer."""
     targets = {}
     for name, module in model.named_modules():
-        if name.endswith(".base_layer") or not _matches(name, patterns):
+        if name.endswith(".base_layer") or not matches_target(name, patterns):
             continue
         if isinstance(module, ADAPTER_LAYERS):
             targets[name] = module.base_layer
@@ -54,22 +50,41 @@ def find_targets(model: nn.Module, patterns: list[str] | str) -> dict[str, nn.Li
     return targets
 
 
-def module_shapes(model: nn.Module, patterns: list[str] | str) -> dict[str, list[int]]:
-    """[in_features, out_features] of every target linear, by module name."""
-    return {name: [m.in_features, m.out_features] for name, m in find_targets(model, patterns).items()}
+def _site(config: AdapterConfig) -> Site | None:
+    kind = KINDS.get(config.kind)
+    if kind is None:
+        raise ConfigError(f"adapter config: field 'kind' must be one of {sorted(KINDS)}, got {config.kind!r}")
+    return kind.site
 
 
-def check_attachable(model: nn.Module, config: AdapterConfig) -> dict[str, nn.Linear]:
-    """The linears `config` would adapt, after checking it can adapt every one of them; changes nothing."""
-    targets = find_targets(model, config.target_modules)
+def module_shapes(model: nn.Module, config: AdapterConfig) -> dict[str, list[int]]:
+    """The shape of every module `config` adapts, by name: [in_features, out_features] of a target linear, or
+    what the kind's site records (an attention module's [kv_heads, head_dim])."""
+    site = _site(config)
+    if site is not None:
+        return site.shapes(model, config)
+    return {name: [m.in_features, m.out_features] for name, m in find_targets(model, config.target_modules).items()}
+
+
+def check_attachable(model: nn.Module, config: AdapterConfig) -> dict[str, list[int]]:
+    """The shapes of the modules `config` would adapt, after checking it can adapt every one; changes nothing."""
+    shapes = module_shapes(model, config)
     heads = getattr(config, "router_heads", 1)
-    for name, linear in targets.items():
-        if linear.in_features % heads:
+    for name, (d_in, _) in shapes.items():
+        if d_in % heads:
             raise ConfigError(
-                f"{config.kind} config: field 'heads'={heads} does not divide in_features={linear.in_features} "
-                f"of module '{name}'"
+                f"{config.kind} config: field 'heads'={heads} does not divide in_features={d_in} of module '{name}'"
             )
-    return targets
+    return shapes
+
+
+def new_modules(model: nn.Module, config: AdapterConfig) -> dict[str, nn.Module]:
+    """The modules attaching `config` puts into the model, by the full name each takes; the model is unchanged."""
+    check_attachable(model, config)
+    site = _site(config)
+    if site is not None:
+        return site.modules(model, config)
+    return {name: build_layer(config, linear) for name, linear in find_targets(model, config.target_modules).items()}
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -84,18 +99,30 @@ def attach(model: nn.Module, config: AdapterConfig) -> nn.Module:
     """
     if getattr(model, "mhmoe_config", None) is not None:
         raise ConfigError(f"model already carries a '{model.mhmoe_config.kind}' adapter; attach to a fresh model")
-    targets = check_attachable(model, config)
+    modules = new_modules(model, config)
     for param in model.parameters():
         param.requires_grad_(False)
-    for name, linear in targets.items():
-        _set_submodule(model, name, build_layer(config, linear))
+    for name, module in modules.items():
+        _set_submodule(model, name, module)
+    site = _site(config)
+    if site is not None:
+        site.prepare(model, config)
     model.mhmoe_config = config
     return model
 
 
+def _is_adapter(name: str) -> bool:
+    return name.rsplit(".", 1)[-1].startswith(ADAPTER_PREFIX)
+
+
 def adapter_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """Every adapter parameter of the model, by its full name."""
-    return {n: p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1].startswith(ADAPTER_PREFIX)}
+    return {n: p for n, p in model.named_parameters() if _is_adapter(n)}
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every adapter tensor by its full name: the parameters and the adapter's buffers (what is saved)."""
+    return {**adapter_parameters(model), **{n: b for n, b in model.named_buffers() if _is_adapter(n)}}
 
 
 def _attached_config(model: nn.Module) -> AdapterConfig:
@@ -115,8 +142,8 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     config = _attached_config(model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {n: p.detach().contiguous().cpu() for n, p in adapter_parameters(model).items()}
-    modules = module_shapes(model, config.target_modules)
+    tensors = {n: p.detach().contiguous().cpu() for n, p in adapter_state(model).items()}
+    modules = module_shapes(model, config)
     meta = {
         "format_version": FORMAT_VERSION,
         "config": config.to_dict(),
@@ -147,7 +174,7 @@ def _check_compatible(model: nn.Module, config: AdapterConfig, meta: dict[str, A
     model_type = _describe(model)["model_type"]
     if saved_type and model_type and saved_type != model_type:
         raise AdapterFileError(f"{path}: adapter was trained on a '{saved_type}' model, not '{model_type}'")
-    here = module_shapes(model, config.target_modules)
+    here = module_shapes(model, config)
     saved = meta["modules"]
     if here != saved:
         diff = sorted(n for n in set(here) | set(saved) if here.get(n) != saved.get(n))
@@ -158,12 +185,12 @@ def _check_compatible(model: nn.Module, config: AdapterConfig, meta: dict[str, A
 def _adapter_shapes(model: nn.Module, config: AdapterConfig) -> dict[str, torch.Size]:
     """The adapter tensors `config` gives this model, by full name, without changing the model."""
     if getattr(model, "mhmoe_config", None) is not None:
-        return {n: p.shape for n, p in adapter_parameters(model).items()}
+        return {n: p.shape for n, p in adapter_state(model).items()}
     return {
-        f"{name}.{param_name}": param.shape
-        for name, linear in find_targets(model, config.target_modules).items()
-        for param_name, param in build_layer(config, linear).named_parameters()
-        if param_name.startswith(ADAPTER_PREFIX)
+        f"{name}.{tensor_name}": tensor.shape
+        for name, module in new_modules(model, config).items()
+        for tensor_name, tensor in [*module.named_parameters(), *module.named_buffers()]
+        if _is_adapter(tensor_name)
     }
 
 
@@ -193,8 +220,7 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
         )
     if attached is None:
         attach(model, config)
-    params = adapter_parameters(model)
     with torch.no_grad():
-        for name, param in params.items():
-            param.copy_(tensors[name])
+        for name, tensor in adapter_state(model).items():
+            tensor.copy_(tensors[name])
     return model

@@ -1,24 +1,26 @@
 """Adapter kinds: one table (KINDS) from a config's `kind` to its config class and layer builder.
 
-CONFIGS, ADAPTER_LAYERS and MOE_LAYERS are views of it.
+Most kinds wrap target linears; a kind with a `site` attaches elsewhere (the prefix kinds: inside attention).
+CONFIGS, ADAPTER_LAYERS (the linear wrappers) and MOE_LAYERS are views of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
-from mhmoe.adapters.config import AdapterConfig
+from mhmoe.adapters.config import AdapterConfig, LowRankConfig
 from mhmoe.adapters.lora import LoRAConfig, LoRALinear
 from mhmoe.adapters.moe import HeadedMoELinear, LoRAMoEConfig, MHMoEConfig
 from mhmoe.adapters.olora import OLoRAConfig, OLoRALinear
+from mhmoe.adapters.prefix import AttentionSite, NoRGaConfig, PrefixBank, PrefixConfig
 from mhmoe.errors import ConfigError
 
 
-def _shared(config: AdapterConfig) -> dict[str, Any]:
+def _shared(config: LowRankConfig) -> dict[str, Any]:
     return {"rank": config.rank, "alpha": config.alpha, "dropout": config.dropout}
 
 
@@ -37,6 +39,22 @@ def _olora(config: OLoRAConfig) -> dict[str, Any]:
     return {**_shared(config), "tasks": config.tasks}
 
 
+class Site(Protocol):
+    """Where a kind that wraps no linears attaches; inject.attach calls these in this order."""
+
+    def shapes(self, model: nn.Module, config: Any) -> dict[str, list[int]]:
+        """The adapted modules' shapes by name: recorded in a saved adapter, counted by accounting."""
+        ...
+
+    def modules(self, model: nn.Module, config: Any) -> dict[str, nn.Module]:
+        """The new modules by the full name each takes, built without changing the model."""
+        ...
+
+    def prepare(self, model: nn.Module, config: Any) -> None:
+        """Whatever else the model needs once the modules are in place."""
+        ...
+
+
 @dataclass(frozen=True)
 class AdapterKind:
     """One adapter kind: its config class and how a config of it becomes a layer. Adding a kind is one row."""
@@ -44,12 +62,16 @@ class AdapterKind:
     config: type[AdapterConfig]
     layer: type[nn.Module]
     """The layer class; its constructor takes the frozen base layer and plain keyword arguments."""
-    arguments: Callable[[Any], dict[str, Any]]
-    """The layer's keyword arguments from a config of this kind."""
+    arguments: Callable[[Any], dict[str, Any]] | None
+    """The layer's keyword arguments from a config of this kind (None for a kind with a site, which builds its own)."""
     routed: bool = False
     """Whether the layer routes tokens to experts (route recording and the balance loss see it)."""
+    site: Site | None = None
+    """Where the kind attaches if not around target linears (then `layer` is the module it adds to each target)."""
 
     def build(self, config: AdapterConfig, base_layer: nn.Linear) -> nn.Module:
+        if self.site is not None:
+            raise ConfigError(f"adapter kind '{config.kind}' does not wrap linears; attach it with mhmoe.attach")
         return self.layer(base_layer, **self.arguments(config))
 
 
@@ -60,10 +82,12 @@ KINDS: dict[str, AdapterKind] = {
         AdapterKind(LoRAMoEConfig, HeadedMoELinear, _moe, routed=True),
         AdapterKind(MHMoEConfig, HeadedMoELinear, _moe, routed=True),
         AdapterKind(OLoRAConfig, OLoRALinear, _olora),
+        AdapterKind(PrefixConfig, PrefixBank, None, site=AttentionSite()),
+        AdapterKind(NoRGaConfig, PrefixBank, None, site=AttentionSite()),
     )
 }
 CONFIGS: dict[str, type[AdapterConfig]] = {name: k.config for name, k in KINDS.items()}
-ADAPTER_LAYERS = tuple(dict.fromkeys(k.layer for k in KINDS.values()))
+ADAPTER_LAYERS = tuple(dict.fromkeys(k.layer for k in KINDS.values() if k.site is None))
 MOE_LAYERS = tuple(dict.fromkeys(k.layer for k in KINDS.values() if k.routed))
 
 
@@ -99,9 +123,13 @@ __all__ = [
     "LoRAConfig",
     "LoRALinear",
     "LoRAMoEConfig",
+    "LowRankConfig",
     "MHMoEConfig",
+    "NoRGaConfig",
     "OLoRAConfig",
     "OLoRALinear",
+    "PrefixBank",
+    "PrefixConfig",
     "build_layer",
     "config_from_dict",
 ]

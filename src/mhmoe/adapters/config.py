@@ -1,4 +1,4 @@
-"""Fields every adapter kind shares, and their validation.
+"""Fields every adapter kind shares (and those of the low-rank kinds), and their validation.
 
 Each kind's config is a dataclass that adds its own fields; `__post_init__` raises a one-line
 `ConfigError` naming the field, so a bad setting fails before any model is touched.
@@ -6,13 +6,21 @@ Each kind's config is a dataclass that adds its own fields; `__post_init__` rais
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 from mhmoe.errors import ConfigError
 
 # The research adapts the MLP projections of every decoder layer (Llama/Qwen/Gemma/Mistral names).
 DEFAULT_TARGET_MODULES = ("gate_proj", "up_proj", "down_proj")
+
+
+def matches_target(name: str, patterns: list[str] | str) -> bool:
+    """Whether module `name` is a target: it ends in one of the suffixes, or fully matches the regex."""
+    if isinstance(patterns, str):
+        return re.fullmatch(patterns, name) is not None
+    return any(name == p or name.endswith("." + p) for p in patterns)
 
 
 def check_positive(kind: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
@@ -30,25 +38,16 @@ def check_int(kind: str, name: str, value: Any, *, minimum: int = 1) -> None:
 
 @dataclass
 class AdapterConfig:
-    """Fields shared by all adapter kinds."""
+    """Fields shared by all adapter kinds: where the adapter attaches, and which field sets its size."""
 
     kind: ClassVar[str] = "adapter"
+    size_field: ClassVar[str] = "rank"
+    """The field a parameter budget is matched through (rank for the low-rank kinds, prefix_length for prefixes)."""
 
-    rank: int = 8
-    """Rank r of each low-rank update (per expert for the MoE kinds)."""
-    alpha: float = 16.0
-    """The update is scaled by alpha / rank, as in LoRA."""
-    dropout: float = 0.0
-    """Dropout on the adapter's input (never on the router's)."""
     target_modules: list[str] | str = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
     """PEFT-style: a list of module-name suffixes, or one regular expression matched against the full name."""
 
     def __post_init__(self) -> None:
-        check_int(self.kind, "rank", self.rank)
-        check_positive(self.kind, "alpha", self.alpha)
-        check_positive(self.kind, "dropout", self.dropout, allow_zero=True)
-        if self.dropout >= 1:
-            raise ConfigError(f"{self.kind} config: field 'dropout' must be < 1, got {self.dropout!r}")
         targets = self.target_modules
         if isinstance(targets, tuple):
             self.target_modules = targets = list(targets)
@@ -59,8 +58,40 @@ class AdapterConfig:
             )
 
     @property
-    def scaling(self) -> float:
-        return self.alpha / self.rank
+    def size(self) -> int:
+        return getattr(self, self.size_field)
+
+    def resized(self, size: int) -> AdapterConfig:
+        """This config with `size` in its size field (what budget matching changes)."""
+        return replace(self, **{self.size_field: size})
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass
+class LowRankConfig(AdapterConfig):
+    """Fields of the kinds that add low-rank updates to linears (LoRA, its MoE forms, O-LoRA)."""
+
+    rank: int = 8
+    """Rank r of each low-rank update (per expert for the MoE kinds)."""
+    alpha: float = 16.0
+    """The update is scaled by alpha / rank, as in LoRA."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input (never on the router's)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int(self.kind, "rank", self.rank)
+        check_positive(self.kind, "alpha", self.alpha)
+        check_positive(self.kind, "dropout", self.dropout, allow_zero=True)
+        if self.dropout >= 1:
+            raise ConfigError(f"{self.kind} config: field 'dropout' must be < 1, got {self.dropout!r}")
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+    def resized(self, size: int) -> LowRankConfig:
+        """At rank `size`, keeping alpha / rank: at a fixed alpha a larger rank would learn more slowly."""
+        return replace(self, rank=size, alpha=self.scaling * size)

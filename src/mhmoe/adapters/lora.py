@@ -12,11 +12,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from mhmoe.adapters.config import AdapterConfig
+from mhmoe.adapters.config import LowRankConfig
 
 
 @dataclass
-class LoRAConfig(AdapterConfig):
+class LoRAConfig(LowRankConfig):
     """One low-rank update per adapted linear (the SeqLoRA baseline)."""
 
     kind: ClassVar[str] = "lora"

@@ -23,13 +23,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from mhmoe.adapters.config import AdapterConfig, check_int, check_positive
+from mhmoe.adapters.config import LowRankConfig, check_int, check_positive
 from mhmoe.adapters.routing import GATE_MODES, RouteLog, balance_loss, route
 from mhmoe.errors import ConfigError
 
 
 @dataclass
-class LoRAMoEConfig(AdapterConfig):
+class LoRAMoEConfig(LowRankConfig):
     """K LoRA experts behind one router that reads the whole input."""
 
     kind: ClassVar[str] = "loramoe"

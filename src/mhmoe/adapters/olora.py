@@ -16,12 +16,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from mhmoe.adapters.config import AdapterConfig, check_int
+from mhmoe.adapters.config import LowRankConfig, check_int
 from mhmoe.errors import ConfigError
 
 
 @dataclass
-class OLoRAConfig(AdapterConfig):
+class OLoRAConfig(LowRankConfig):
     """A stack of per-task LoRAs (the O-LoRA baseline); `rank` is each task's rank."""
 
     kind: ClassVar[str] = "olora"

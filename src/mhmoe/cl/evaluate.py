@@ -8,11 +8,12 @@ several processes each generates its share of the prompt batches and every proce
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
+from mhmoe.adapters.task_identity import known_task
 from mhmoe.cl.loss import answer_nll_per_example
 from mhmoe.config import EvalSettings
 from mhmoe.data.collate import prompt_batch, training_batch
@@ -136,6 +137,9 @@ class StreamRow:
     scores: list[float]
     errors: list[float]
     losses: list[float]
+    identified: list[float | None] = field(default_factory=list)
+    """Per task, the percent of its test prompts whose task the model inferred right (prefix methods in 'infer'
+    mode, tasks with a stored prototype); None where no task was inferred."""
 
 
 def evaluate_stream(
@@ -149,22 +153,30 @@ def evaluate_stream(
     label: str = "evaluate",
     seed: int = 0,
 ) -> StreamRow:
-    """Every task's score, its standard error and its answer loss (one progress bar over the tasks)."""
+    """Every task's score, its standard error and its answer loss (one progress bar over the tasks).
+
+    Each task is scored as a known task (its index in `tasks`): prefix methods in 'oracle' mode use it, and
+    'infer' mode's identification of the generation prompts is tallied against it.
+    """
     row = StreamRow([], [], [])
-    for task in tqdm(tasks, desc=label, disable=not progress, leave=False):
-        found = score_task(
-            model,
-            tokenizer,
-            task,
-            split=settings.split,
-            batch_size=settings.batch_size,
-            max_prompt_tokens=settings.max_prompt_tokens,
-            max_new_tokens=settings.max_new_tokens,
-            seed=seed,
-        )
+    for j, task in enumerate(tqdm(tasks, desc=label, disable=not progress, leave=False)):
+        with known_task(model, j, record=True) as tally:
+            found = score_task(
+                model,
+                tokenizer,
+                task,
+                split=settings.split,
+                batch_size=settings.batch_size,
+                max_prompt_tokens=settings.max_prompt_tokens,
+                max_new_tokens=settings.max_new_tokens,
+                seed=seed,
+            )
         row.scores.append(found.score)
         row.errors.append(found.error)
-        row.losses.append(
-            task_loss(model, tokenizer, task, settings.split, batch_size=settings.batch_size, max_length=max_length)
-        )
+        row.identified.append(tally.accuracy)
+        with known_task(model, j):
+            loss = task_loss(
+                model, tokenizer, task, settings.split, batch_size=settings.batch_size, max_length=max_length
+            )
+        row.losses.append(loss)
     return row

@@ -58,6 +58,27 @@ def loss_matrix_table(result: dict[str, Any], tasks: list[str], base_loss: list[
     return markdown_table(["L[i][j]", *tasks], rows)
 
 
+def identification_table(result: dict[str, Any], tasks: list[str]) -> str:
+    """Percent of each task's test prompts a prefix method assigned to their own task, after each task ('-': the
+    task had no prototype yet, so it could not be chosen)."""
+    rows = []
+    for i, (task, row) in enumerate(zip(tasks, result["identified"], strict=True)):
+        rows.append([f"after {i + 1} {task}", *("-" if v is None else f"{v:.1f}" for v in row)])
+    return markdown_table(["task identified %", *tasks], rows)
+
+
+def identification_lines(results: dict[str, Any]) -> list[str]:
+    """The task-identification section: what 'infer' mode can score at best, per method and task."""
+    lines = []
+    for name, m in results["methods"].items():
+        if m.get("identified"):
+            final = ", ".join(
+                f"{t} {v:.0f}%" for t, v in zip(results["tasks"], m["identified"][-1], strict=True) if v is not None
+            )
+            lines += [f"**{name}** after the last task: {final}.", identification_table(m, results["tasks"])]
+    return lines
+
+
 def router_lines(name: str, router: dict[str, Any] | None) -> list[str]:
     """The router facts of one MoE method: did its routers train, and how evenly its heads spread tokens."""
     if router is None:
@@ -166,6 +187,15 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
         "## Loss over the stream",
         "![answer NLL of every task after every task](L.png)",
     ]
+    identified = identification_lines(results)
+    if identified:
+        sections += [
+            "## Task identification",
+            "A prefix method in 'infer' mode gives a test prompt the prefixes of the task whose prototype (the "
+            "frozen model's mean pooled state over that task's training prompts) is nearest. A prompt given another "
+            "task's prefixes is scored without its own, so these rates bound what the method can score.",
+            "\n\n".join(identified),
+        ]
     routers = [line for name, m in results["methods"].items() for line in router_lines(name, m.get("router"))]
     if routers:
         sections += ["## Routers", "\n\n".join(routers)]

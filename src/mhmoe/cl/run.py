@@ -22,7 +22,7 @@ import yaml
 from accelerate import Accelerator
 from torch import nn
 
-from mhmoe.accounting import count_parameters, matched_rank
+from mhmoe.accounting import count_parameters, matched_size
 from mhmoe.adapters import AdapterConfig
 from mhmoe.cl.checkpoint import (
     Checkpoint,
@@ -46,7 +46,7 @@ from mhmoe.data.trace import Task
 from mhmoe.distributed import cpu_only, process_state
 from mhmoe.errors import CheckpointError, ConfigError
 from mhmoe.files import write_json, write_text
-from mhmoe.inject import adapter_parameters, attach, check_attachable, save_adapter
+from mhmoe.inject import adapter_state, attach, check_attachable, save_adapter
 from mhmoe.metrics import bwt, forgetting_curves, fwt, loss_bwt, op
 from mhmoe.models import load_model
 from mhmoe.observe import moe_layers
@@ -54,11 +54,13 @@ from mhmoe.variants import Entry
 
 
 def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> dict[str, Entry]:
-    """Each entry (method or variant) by name, its adapter's rank matched to `config.match_activated`'s.
+    """Each entry (method or variant) by name, its adapter's size (rank, or prefix length) matched to
+    `config.match_activated`'s.
 
     An entry is matched by its own budget (activated or total parameters, or not at all); one already equal to
-    the reference is left as it is. An adapter with one LoRA per task (O-LoRA) gets one per task of the
-    stream and is matched with all of them in the forward pass, as after the last task.
+    the reference is left as it is. An adapter with one part per task (O-LoRA's LoRAs, the prefix kinds'
+    prefixes) gets one per task of the stream; O-LoRA is matched with all of them in the forward pass, as
+    after the last task, a prefix method with one task's prefixes, which is all a token sees.
     """
     reference = config.adapter(config.match_activated) if config.match_activated else None
     entries = {}
@@ -68,11 +70,13 @@ def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> 
             adapter = dataclasses.replace(adapter, tasks=stream_length)
         check_attachable(model, adapter)
         if reference is not None and entry.match != "none" and adapter != reference:
-            # Keep the kind's own alpha / rank: at a fixed alpha a larger rank would learn more slowly.
-            rank = matched_rank(model, adapter, reference, entry.match)
-            adapter = dataclasses.replace(adapter, rank=rank, alpha=adapter.scaling * rank)
+            adapter = adapter.resized(matched_size(model, adapter, reference, entry.match))
         entries[entry.name] = dataclasses.replace(entry, adapter=adapter)
     return entries
+
+
+PER_TASK_KINDS = ("olora", "prefix", "norga")
+"""Adapter kinds that train a different part of themselves on each task."""
 
 
 def check_processes(config: RunConfig) -> None:
@@ -84,8 +88,11 @@ def check_processes(config: RunConfig) -> None:
             f"train.batch_size * train.grad_accum = {per_step} examples per step do not split evenly over "
             f"{world} processes"
         )
-    if world > 1 and any(entry.method == "olora" for entry in config.entries()):
-        raise ConfigError("method 'olora' changes which parameters train between tasks, which DDP cannot follow")
+    for entry in config.entries():
+        if world > 1 and METHODS[entry.method].adapter in PER_TASK_KINDS:
+            raise ConfigError(
+                f"method '{entry.method}' changes which parameters train between tasks, which DDP cannot follow"
+            )
 
 
 @dataclass
@@ -112,7 +119,7 @@ class RunContext:
                     training["cuda_rng"] = torch.cuda.get_rng_state_all()
                 if optimizer is not None:
                     training |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-            adapter = adapter_parameters(self.accelerator.unwrap_model(model)) if model is not None else None
+            adapter = adapter_state(self.accelerator.unwrap_model(model)) if model is not None else None
             save_checkpoint(
                 self.run_dir,
                 Checkpoint(
@@ -124,7 +131,7 @@ class RunContext:
 
 def _restore(model: nn.Module, hooks, resume: Checkpoint) -> None:
     """Put the adapter, the hooks' state and the RNG back as the checkpoint holds them."""
-    params = adapter_parameters(model)
+    params = adapter_state(model)
     if resume.adapter is None or set(resume.adapter) != set(params):
         raise CheckpointError("checkpoint: its adapter tensors do not match this run's adapter")
     with torch.no_grad():
@@ -224,6 +231,7 @@ def train_method(
         done["R"].append(row.scores)
         done["R_se"].append(row.errors)
         done["L"].append(row.losses)
+        done.setdefault("identified", []).append(row.identified)
         seconds["eval"] += time.perf_counter() - began
         ctx.log(
             {
@@ -263,10 +271,17 @@ def train_method(
         "R": done["R"],
         "R_se": done["R_se"],
         "L": done["L"],
+        "identified": _identified(done),
         "router": router,
         "train_seconds": seconds["train"],
         "eval_seconds": seconds["eval"],
     }
+
+
+def _identified(done: dict[str, Any]) -> list[list[float | None]] | None:
+    """Task-identification accuracy after each task, per task; None for a method that never infers a task."""
+    rows = done.get("identified", [])
+    return rows if any(v is not None for row in rows for v in row) else None
 
 
 def summarise(result: dict[str, Any], base: list[float]) -> dict[str, Any]:

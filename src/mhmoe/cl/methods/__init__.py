@@ -9,6 +9,7 @@ from mhmoe.cl.methods.ewc import EWC, EWCOptions
 from mhmoe.cl.methods.gem import GEM, GEMOptions
 from mhmoe.cl.methods.hooks import HookContext, Hooks, Method, NoHooks
 from mhmoe.cl.methods.olora import OLoRA, OLoRAOptions
+from mhmoe.cl.methods.prefix import PrefixOptions, PrefixTuning
 from mhmoe.cl.methods.replay import Replay, ReplayOptions
 
 __all__ = ["METHODS", "HookContext", "Hooks", "Method", "NoHooks"]
@@ -36,6 +37,20 @@ METHODS: dict[str, Method] = {
             OLoRA,
             "a fresh LoRA per task, kept orthogonal to the frozen LoRAs of earlier tasks",
             OLoRAOptions,
+        ),
+        Method(
+            "prefix",
+            "prefix",
+            PrefixTuning,
+            "task-specific prefix keys and values in every attention layer; a test prompt's task is inferred",
+            PrefixOptions,
+        ),
+        Method(
+            "norga",
+            "norga",
+            PrefixTuning,
+            "prefix tuning with NoRGa's non-linear residual gate on the prefix scores",
+            PrefixOptions,
         ),
         Method(
             "replay",
