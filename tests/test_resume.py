@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+import yaml
 
 from mhmoe.cl.checkpoint import Checkpoint, Position, load_checkpoint, save_checkpoint
 from mhmoe.cl.run import run
@@ -52,7 +53,7 @@ KILLER = textwrap.dedent(
 
 def train_losses(run_dir):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(r["method"], r["task"], r["step"], r["loss"]) for r in records if r["event"] == "train"]
+    return [(r["method"], r.get("task"), r["step"], r["loss"]) for r in records if r["event"] == "train"]
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +63,14 @@ def uninterrupted(tmp_path_factory):
 
 
 def kill_run_at(settings, tmp_path, n, module="mhmoe.cl.train", name="answer_loss"):
-    """`mhmoe run` with `settings` into tmp_path/killed, SIGKILLed on the n-th call of module.name."""
-    args = [f"--set={s}" for s in [*settings, f"output_dir={tmp_path}", "name=killed"]]
-    done = subprocess.run([sys.executable, "-c", KILLER, module, name, str(n), *args], capture_output=True, text=True)
+    """`mhmoe run` of exactly load_config(None, settings) into tmp_path/killed, SIGKILLed on the n-th call of
+    module.name (the settings go through a YAML file, so no preset's defaults slip in)."""
+    config = load_config(None, [*settings, f"output_dir={tmp_path}", "name=killed"])
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, module, name, str(n), str(path)], capture_output=True, text=True
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     return tmp_path / "killed"
 

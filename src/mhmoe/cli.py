@@ -58,8 +58,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from mhmoe.cl.orders import orders_table
-    from mhmoe.cl.report import comparison_table
+    from mhmoe.cl.conditions import conditions_table
+    from mhmoe.cl.report import run_table
     from mhmoe.cl.run import run
     from mhmoe.cl.seeds import seeds_table
     from mhmoe.config import DEFAULT_PRESET, load_config
@@ -74,10 +74,10 @@ def command_run(args: argparse.Namespace) -> int:
         run_dir = run(load_config(source, _shortcuts(args)), preset=Path(source).stem)
     if process_state().is_main_process:  # under torchrun / accelerate launch, one process reports
         results = json.loads((run_dir / "results.json").read_text())
-        if "orders" in results:
-            print(orders_table(results))
+        if "conditions" in results:
+            print(conditions_table(results))
         else:
-            print(seeds_table(results) if "seeds" in results else comparison_table(results))
+            print(seeds_table(results) if "seeds" in results else run_table(results))
         print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 

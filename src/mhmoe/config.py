@@ -145,6 +145,36 @@ class EvalSettings:
             raise ConfigError(f"eval config: field 'split' must be 'test' or 'eval', got {self.split!r}")
 
 
+MODES = ("boundaries", "taskfree")
+"""How a stream reaches the methods: task by task with its boundaries announced, or as one gradual mixture."""
+
+
+@dataclass
+class StreamSettings:
+    boundaries: bool = True
+    """False: training data arrives as one sequence of batches whose task mixture shifts gradually ('blur'), and
+    methods get no task-start or task-end signal; each task still contributes the same examples."""
+    blur: float = 0.25
+    """Without boundaries: overlap of neighbouring tasks, the sd of the smoothing of each task's interval as a
+    fraction of the whole stream (0: hard boundaries, exactly the boundary mode's batches; 1: fully mixed)."""
+    eval_every: int = 0
+    """Also score every task's test set every this many optimizer steps of the stream (the anytime matrix and
+    its plot); 0: only after each task. Required without boundaries."""
+    consolidate_every: int = 24
+    """Without boundaries: EWC re-estimates its Fisher online and GEM stores a pseudo-task memory every this many
+    steps (their stand-ins for a task's end)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.blur, (int, float)) or isinstance(self.blur, bool) or self.blur < 0:
+            raise ConfigError(f"stream config: field 'blur' must be a number >= 0, got {self.blur!r}")
+        check_int("stream", "eval_every", self.eval_every, minimum=0)
+        check_int("stream", "consolidate_every", self.consolidate_every)
+        if not self.boundaries and not self.eval_every:
+            raise ConfigError(
+                "stream config: field 'eval_every' must be > 0 when 'boundaries' is false (no task ends to score at)"
+            )
+
+
 @dataclass
 class AnalysisSettings:
     examples_per_task: int = 128
@@ -213,6 +243,9 @@ class RunConfig:
     """Named task orders, e.g. {order-1: [FOMC, C-STANCE, ...]}: the whole run (every method, every seed) repeats
     once per order, in folder <order>/, and the top report compares the methods order by order; each order
     holds the same tasks. Empty: one run in 'data.order'."""
+    modes: list[str] = field(default_factory=list)
+    """Run everything once with task boundaries and once without ([boundaries, taskfree]), each in its own folder
+    <mode>/, and compare the methods' gaps between the two; needs stream.eval_every. Empty: stream.boundaries."""
     compare_to: str | None = None
     """Reference method of the paired per-seed differences; empty: mhmoe when it is in the run, else none."""
     methods: list[str] = field(default_factory=lambda: ["lora", "loramoe", "mhmoe"])
@@ -234,6 +267,7 @@ class RunConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
     adapters: dict[str, dict[str, Any]] = field(default_factory=lambda: {kind: {} for kind in CONFIGS})
     """Per adapter kind, fields of its config (rank, experts, heads, top_k, gate, balance_coef, target_modules...).
     With the MoE defaults (top_k 1, gate 'selected', balance_coef 0, the research's setting) the chosen expert's
@@ -270,6 +304,7 @@ class RunConfig:
                     f"run config: variant name {name!r} must be letters, digits and . _ + - (it names a folder)"
                 )
         self._check_orders()
+        self._check_modes()
         names = self.entry_names()
         if self.compare_to is not None and self.compare_to not in names:
             raise ConfigError(
@@ -299,6 +334,43 @@ class RunConfig:
                     f"({sorted(set(order) ^ set(first[1]))}); orders compare one set of tasks"
                 )
             first = first or (name, order)
+
+    def _check_modes(self) -> None:
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown or len(set(self.modes)) != len(self.modes):
+            raise ConfigError(
+                f"run config: field 'modes' must list modes of {list(MODES)} once each, got {self.modes}"
+            )
+        if self.modes and self.orders:
+            raise ConfigError("run config: fields 'orders' and 'modes' cannot both repeat one run; run them apart")
+        if "taskfree" in self.modes and not self.stream.eval_every:
+            raise ConfigError("run config: field 'stream.eval_every' must be > 0 for mode 'taskfree'")
+        if "taskfree" in self.modes or not self.stream.boundaries:
+            for name in self.entry_names():
+                method = self.method_of(name)
+                if method in METHODS and METHODS[method].needs_tasks:
+                    raise ConfigError(
+                        f"run config: {name!r} cannot run without task boundaries: method {method!r} "
+                        f"{METHODS[method].needs_tasks}"
+                    )
+
+    def method_of(self, name: str) -> str:
+        """The method an entry name runs."""
+        variant = self.variants.get(name)
+        return variant.get("method", name) if isinstance(variant, dict) else name
+
+    def conditions(self) -> dict[str | None, RunConfig]:
+        """The complete runs this run repeats: one per order or per mode, or just itself (under None)."""
+        if self.orders:
+            return {name: self.for_order(name) for name in self.orders}
+        if self.modes:
+            return {mode: self.for_mode(mode) for mode in self.modes}
+        return {None: self}
+
+    def for_mode(self, mode: str) -> RunConfig:
+        """This run in one stream mode: with task boundaries, or as a boundary-free mixture."""
+        stream = dataclasses.replace(self.stream, boundaries=mode == "boundaries")
+        return dataclasses.replace(self, modes=[], stream=stream)
 
     def for_order(self, name: str) -> RunConfig:
         """This run with `orders.<name>` as its one stream order, under the folder name <run>/<name>."""

@@ -7,20 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mhmoe.cl.anytime_report import EXPLAINED, anytime_table, plot_anytime, steps_table
 from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
 from mhmoe.figures import pyplot, save_figure
 from mhmoe.files import write_text
+from mhmoe.markdown import markdown_table
 
 LEARNED_MARGIN = 5.0
 """A task counts as learned when its score right after training beats the untrained score by this many points."""
-
-
-def _row(cells: list[Any]) -> str:
-    return "| " + " | ".join(f"{c:.1f}" if isinstance(c, float) else str(c) for c in cells) + " |"
-
-
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    return "\n".join([_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)])
 
 
 def comparison_table(results: dict[str, Any]) -> str:
@@ -35,6 +29,13 @@ def comparison_table(results: dict[str, Any]) -> str:
         loss = f"{m['loss_bwt']:+.3f}"
         rows.append([name, f"{p['activated']:,}", f"{p['total']:,}", *m["R"][-1], m["op"], m["bwt"], loss])
     return markdown_table(header, rows)
+
+
+def run_table(results: dict[str, Any]) -> str:
+    """A one-seed run's headline table: the comparison of final scores, or the anytime metrics without R."""
+    if all("R" in m for m in results["methods"].values()):
+        return comparison_table(results)
+    return anytime_table(results)
 
 
 def _with_errors(values: list[float], errors: list[float]) -> list[str]:
@@ -166,9 +167,8 @@ def plot_loss_curves(results: dict[str, Any], path: Path) -> Path:
 
 
 def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
-    """report.md, R.png and L.png in the run folder."""
-    plot_r_matrices(results, run_dir / "R.png")
-    plot_loss_curves(results, run_dir / "L.png")
+    """report.md in the run folder, with R.png and L.png (task boundaries) and anytime.png (stream.eval_every)."""
+    with_r = {name: m for name, m in results["methods"].items() if "R" in m}
     sections = [
         f"# Continual-learning run `{run_dir.name}`",
         f"Model `{results['model']}`, stream: {' -> '.join(results['tasks'])}. Scores are 0-100; "
@@ -178,15 +178,23 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
         "loss-BWT is the mean rise of earlier tasks' L by the end (positive = forgetting). "
         f"One seed ({results.get('seed', 0)}): a difference between methods is not a finding until several seeds "
         "resolve it (`--seeds`).",
-        "## Comparison (final scores)",
-        comparison_table(results),
-        "## What the numbers say",
-        "\n".join(verdicts(results)),
-        "## R matrices",
-        "![R matrices](R.png)",
-        "## Loss over the stream",
-        "![answer NLL of every task after every task](L.png)",
     ]
+    if with_r:
+        plot_r_matrices({**results, "methods": with_r}, run_dir / "R.png")
+        plot_loss_curves({**results, "methods": with_r}, run_dir / "L.png")
+        sections += [
+            "## Comparison (final scores)",
+            comparison_table({**results, "methods": with_r}),
+            "## What the numbers say",
+            "\n".join(verdicts({**results, "methods": with_r})),
+            "## R matrices",
+            "![R matrices](R.png)",
+            "## Loss over the stream",
+            "![answer NLL of every task after every task](L.png)",
+        ]
+    if any("anytime" in m for m in results["methods"].values()):
+        plot_anytime(results, run_dir / "anytime.png")
+        sections += ["## Any time", EXPLAINED, anytime_table(results), "![scores over the stream](anytime.png)"]
     identified = identification_lines(results)
     if identified:
         sections += [
@@ -201,14 +209,20 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
         sections += ["## Routers", "\n\n".join(routers)]
     for name, m in results["methods"].items():
         seconds = f"training {m['train_seconds']:.0f} s, evaluation {m['eval_seconds']:.0f} s"
-        budget = m.get("match", "activated")
-        sections += [
-            f"### {name}",
-            f"OP {m['op']:.1f}, BWT {m['bwt']:.1f}, FWT {m['fwt']:.1f}, loss-BWT {m['loss_bwt']:+.3f}; {seconds}; "
-            f"method `{m.get('method', name)}`, rank matched by: {budget}; adapter: `{m['adapter']}`",
-            r_matrix_table(m, results["tasks"], results["base"], results["base_se"]),
-            loss_matrix_table(m, results["tasks"], results["base_L"]),
-        ]
+        about = f"method `{m.get('method', name)}`, rank matched by: {m.get('match', 'activated')}"
+        about += f"; adapter: `{m['adapter']}`"
+        sections.append(f"### {name}")
+        if "R" in m:
+            sections += [
+                f"OP {m['op']:.1f}, BWT {m['bwt']:.1f}, FWT {m['fwt']:.1f}, loss-BWT {m['loss_bwt']:+.3f}; "
+                f"{seconds}; {about}",
+                r_matrix_table(m, results["tasks"], results["base"], results["base_se"]),
+                loss_matrix_table(m, results["tasks"], results["base_L"]),
+            ]
+        else:
+            sections.append(f"Trained without task boundaries; {seconds}; {about}")
+        if "anytime" in m:
+            sections.append(steps_table(m, results["tasks"]))
     path = run_dir / "report.md"
     write_text(path, "\n\n".join(sections) + "\n")
     return path

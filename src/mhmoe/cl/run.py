@@ -24,6 +24,7 @@ from torch import nn
 
 from mhmoe.accounting import count_parameters, matched_size
 from mhmoe.adapters import AdapterConfig
+from mhmoe.cl.anytime import add_row, anytime_metrics, empty_record, is_due, stream_plan
 from mhmoe.cl.checkpoint import (
     Checkpoint,
     Position,
@@ -32,14 +33,14 @@ from mhmoe.cl.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from mhmoe.cl.conditions import summarise_conditions, write_conditions_report
 from mhmoe.cl.evaluate import evaluate_stream
 from mhmoe.cl.methods import METHODS, HookContext
-from mhmoe.cl.orders import summarise_orders, write_orders_report
 from mhmoe.cl.report import write_report
 from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE, expert_load, router_gradients, routers_fixed
 from mhmoe.cl.run_folder import MetricsLog, flat_settings, new_run_dir
 from mhmoe.cl.seeds import summarise_seeds, write_seeds_report
-from mhmoe.cl.train import TrainingError, steps_per_task, train_task
+from mhmoe.cl.train import TrainingError, steps_per_task, train_steps, train_task
 from mhmoe.config import RunConfig, load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.data.trace import Task
@@ -163,22 +164,86 @@ def fresh_adapter(base_model: nn.Module, adapter: AdapterConfig, seed: int) -> n
     return attach(copy.deepcopy(base_model), adapter)
 
 
+def _hooks_for(entry: Entry, config: RunConfig, tokenizer: Any, tasks: int):
+    context = HookContext(
+        tokenizer=tokenizer,
+        max_length=config.train.max_length,
+        seed=config.seed,
+        batch_size=config.train.batch_size,
+        boundaries=config.stream.boundaries,
+        consolidate_every=config.stream.consolidate_every,
+        tasks=tasks,
+    )
+    return METHODS[entry.method].hooks(entry.options, context)
+
+
+def _router_facts(plain: nn.Module, adapter: AdapterConfig, ctx: RunContext, grads: dict) -> dict | None:
+    """Did the routers train, and how evenly do they spread the test tokens (None without routers)."""
+    if not moe_layers(plain):
+        return None
+    config = ctx.config
+    load = expert_load(
+        plain,
+        ctx.tokenizer,
+        ctx.tasks,
+        config.eval.split,
+        batch_size=config.eval.batch_size,
+        max_length=config.train.max_length,
+    )
+    return {
+        "fixed_by_design": routers_fixed(adapter),
+        "trained": {layer: grads.get(layer, 0.0) > 0 for layer in load},
+        "max_grad": grads,
+        "load": load,
+    }
+
+
+class AnytimeScorer:
+    """Scores every task mid-stream for one method's anytime record, without touching training's randomness."""
+
+    def __init__(self, name: str, plain: nn.Module, ctx: RunContext, done: dict, seconds: dict) -> None:
+        self.name, self.plain, self.ctx, self.done, self.seconds = name, plain, ctx, done, seconds
+
+    def __call__(self, step: int) -> None:
+        began = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            row = evaluate_run_stream(
+                self.plain, self.ctx.tokenizer, self.ctx.tasks, self.ctx.config, f"{self.name} step {step}"
+            )
+        self.plain.train()
+        self.record(step, row)
+        self.seconds["eval"] += time.perf_counter() - began
+
+    def record(self, step: int, row) -> None:
+        add_row(self.done["anytime"], step, row)
+        self.ctx.log(
+            {
+                "event": "anytime",
+                "method": self.name,
+                "step": step,
+                "scores": row.scores,
+                "errors": row.errors,
+                "losses": row.losses,
+            }
+        )
+
+
 def train_method(
     index: int, entry: Entry, base_model: nn.Module, ctx: RunContext, resume: Checkpoint | None
 ) -> dict[str, Any]:
     """Train one entry (a method or a variant) through the stream (from `resume`'s position, if given).
 
-    Returns R with each entry's standard error, the loss matrix L, the router facts, counts and timings.
+    Returns R with each entry's standard error, the loss matrix L, the anytime record (with
+    stream.eval_every), the router facts, counts and timings.
     """
     config, tasks, tokenizer, accelerator = ctx.config, ctx.tasks, ctx.tokenizer, ctx.accelerator
+    if not config.stream.boundaries:
+        return train_method_taskfree(index, entry, base_model, ctx, resume)
     name, adapter = entry.name, entry.adapter
     model = fresh_adapter(base_model, adapter, config.seed)
     counts = count_parameters(model)
-    context = HookContext(
-        tokenizer=tokenizer, max_length=config.train.max_length, seed=config.seed, batch_size=config.train.batch_size
-    )
-    hooks = METHODS[entry.method].hooks(entry.options, context)
-    done: dict[str, Any] = {"R": [], "R_se": [], "L": [], "router_grad": {}}
+    hooks = _hooks_for(entry, config, tokenizer, len(tasks))
+    done: dict[str, Any] = {"R": [], "R_se": [], "L": [], "router_grad": {}, "anytime": empty_record()}
     seconds = {"train": 0.0, "eval": 0.0}
     start = Position(index, 0, 0)
     if resume is not None:
@@ -186,15 +251,26 @@ def train_method(
         done, seconds, start = copy.deepcopy(resume.rows), dict(resume.seconds), resume.position
     plain = model
     model = accelerator.prepare(model)
-    every = config.train.checkpoint_every
+    every, eval_every = config.train.checkpoint_every, config.stream.eval_every
+    task_steps = [steps_per_task(config.train, len(task.split("train"))) for task in tasks]
+    offsets, total = [sum(task_steps[:i]) for i in range(len(tasks))], sum(task_steps)
+    anytime = AnytimeScorer(name, plain, ctx, done, seconds)
 
     def save(task_index: int, step: int, optimizer=None, scheduler=None) -> None:
         state = {"model": model, "hooks": hooks, "rows": done, "seconds": seconds}
         ctx.checkpoint(Position(index, task_index, step), **state, optimizer=optimizer, scheduler=scheduler)
 
+    def on_step(task_index: int, step: int, optimizer, scheduler) -> None:
+        if step == task_steps[task_index]:
+            return  # the task's end: scored for R right after, and that row serves the anytime record too
+        if is_due(offsets[task_index] + step, total, eval_every):
+            anytime(offsets[task_index] + step)
+        if every and step % every == 0:
+            save(task_index, step, optimizer, scheduler)
+
     for task_index in range(start.task, len(tasks)):
         task = tasks[task_index]
-        steps = steps_per_task(config.train, len(task.split("train")))
+        steps = task_steps[task_index]
         step_done = start.step if task_index == start.task else 0
         stats = {}
         if step_done < steps:
@@ -215,9 +291,7 @@ def train_method(
                     progress=config.progress,
                     label=f"{name} {task_index + 1}/{len(tasks)} {task.name}",
                     resume=partial,
-                    on_step=lambda step, opt, sch, t=task_index, n=steps: (
-                        save(t, step, opt, sch) if every and step % every == 0 and step < n else None
-                    ),
+                    on_step=lambda step, opt, sch, t=task_index: on_step(t, step, opt, sch),
                 )
             seconds["train"] += trained.seconds
             stats = vars(trained)
@@ -245,34 +319,91 @@ def train_method(
                 **stats,
             }
         )
+        if is_due(offsets[task_index] + steps, total, eval_every):
+            anytime.record(offsets[task_index] + steps, row)
         save(task_index + 1, 0)
-    router = None
-    if moe_layers(plain):
-        load = expert_load(
-            plain,
-            tokenizer,
-            tasks,
-            config.eval.split,
-            batch_size=config.eval.batch_size,
-            max_length=config.train.max_length,
-        )
-        grads = done["router_grad"]
-        router = {
-            "fixed_by_design": routers_fixed(adapter),
-            "trained": {layer: grads.get(layer, 0.0) > 0 for layer in load},
-            "max_grad": grads,
-            "load": load,
-        }
-    return {
+    result = {
         "method": entry.method,
         "match": entry.match,
+        "boundaries": True,
         "adapter": adapter.to_dict(),
         "parameters": dataclasses.asdict(counts),
         "R": done["R"],
         "R_se": done["R_se"],
         "L": done["L"],
         "identified": _identified(done),
-        "router": router,
+        "router": _router_facts(plain, adapter, ctx, done["router_grad"]),
+        "train_seconds": seconds["train"],
+        "eval_seconds": seconds["eval"],
+    }
+    if eval_every:
+        result["anytime"] = done["anytime"]
+    return result
+
+
+def train_method_taskfree(
+    index: int, entry: Entry, base_model: nn.Module, ctx: RunContext, resume: Checkpoint | None
+) -> dict[str, Any]:
+    """Train one entry on the whole stream as one boundary-free plan of steps, scored every eval_every steps.
+
+    The hooks never hear of a task: no before_task or after_task, only after_step(model, examples).
+    """
+    config, tasks, tokenizer, accelerator = ctx.config, ctx.tasks, ctx.tokenizer, ctx.accelerator
+    name, adapter = entry.name, entry.adapter
+    model = fresh_adapter(base_model, adapter, config.seed)
+    counts = count_parameters(model)
+    hooks = _hooks_for(entry, config, tokenizer, len(tasks))
+    plan = stream_plan(tasks, config.train, config.stream.blur, config.seed)
+    done: dict[str, Any] = {"router_grad": {}, "anytime": empty_record()}
+    seconds = {"train": 0.0, "eval": 0.0}
+    step_done = 0
+    if resume is not None:
+        _restore(model, hooks, resume)
+        done, seconds, step_done = copy.deepcopy(resume.rows), dict(resume.seconds), resume.position.step
+    plain = model
+    model = accelerator.prepare(model)
+    every, total = config.train.checkpoint_every, len(plan)
+    anytime = AnytimeScorer(name, plain, ctx, done, seconds)
+    observe = getattr(hooks, "after_step", None)
+
+    def on_step(step: int, optimizer, scheduler) -> None:
+        if is_due(step, total, config.stream.eval_every):
+            anytime(step)
+        if step == total and accelerator.is_main_process:
+            save_adapter(plain, ctx.run_dir / "adapters" / name / "stream")
+        if step == total or (every and step % every == 0):
+            state = {"model": model, "hooks": hooks, "rows": done, "seconds": seconds}
+            ctx.checkpoint(Position(index, 0, step), **state, optimizer=optimizer, scheduler=scheduler)
+
+    if step_done < total:
+        partial = None
+        if step_done > 0:
+            partial = {"step": step_done, **{k: resume.training[k] for k in ("optimizer", "scheduler")}}
+        with router_gradients(plain, done["router_grad"]):
+            trained = train_steps(
+                model,
+                tokenizer,
+                plan,
+                config.train,
+                accelerator=accelerator,
+                hooks=hooks,
+                log=lambda record: ctx.log({"event": "train", "method": name, **record}),
+                progress=config.progress,
+                label=f"{name} stream without boundaries (blur {config.stream.blur})",
+                resume=partial,
+                on_step=on_step,
+                after_step=(lambda examples: observe(plain, examples)) if observe else None,
+            )
+        seconds["train"] += trained.seconds
+    return {
+        "method": entry.method,
+        "match": entry.match,
+        "boundaries": False,
+        "blur": config.stream.blur,
+        "adapter": adapter.to_dict(),
+        "parameters": dataclasses.asdict(counts),
+        "anytime": done["anytime"],
+        "router": _router_facts(plain, adapter, ctx, done["router_grad"]),
         "train_seconds": seconds["train"],
         "eval_seconds": seconds["eval"],
     }
@@ -285,16 +416,21 @@ def _identified(done: dict[str, Any]) -> list[list[float | None]] | None:
 
 
 def summarise(result: dict[str, Any], base: list[float]) -> dict[str, Any]:
-    """Add OP, BWT, FWT, loss-BWT and each task's loss forgetting curve to one method's result."""
-    R, L = result["R"], result["L"]
-    return {
-        **result,
-        "op": op(R),
-        "bwt": bwt(R),
-        "fwt": fwt(R, base),
-        "loss_bwt": loss_bwt(L),
-        "loss_curves": forgetting_curves(L),
-    }
+    """Add OP, BWT, FWT, loss-BWT and each task's loss forgetting curve (from R and L, with task boundaries)
+    and the anytime metrics (from the anytime record, with stream.eval_every) to one method's result."""
+    summary = dict(result)
+    if "R" in result:
+        R, L = result["R"], result["L"]
+        summary |= {
+            "op": op(R),
+            "bwt": bwt(R),
+            "fwt": fwt(R, base),
+            "loss_bwt": loss_bwt(L),
+            "loss_curves": forgetting_curves(L),
+        }
+    if "anytime" in result:
+        summary |= anytime_metrics(result["anytime"])
+    return summary
 
 
 def _saved_config(run_dir: Path) -> RunConfig:
@@ -328,8 +464,8 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
     run `resume`.
 
     One seed writes its run folder directly; several seeds write one complete single-seed run folder per seed
-    (`seed-<s>/`) and, at the top, results.json and report.md with the intervals over seeds. With `orders`,
-    each order is such a run in its own folder `<order>/`, and the top compares the methods order by order.
+    (`seed-<s>/`) and, at the top, results.json and report.md with the intervals over seeds. With `orders` or
+    `modes`, each order or mode is such a run in its own folder, and the top compares the methods across them.
     Returns the run folder. A resumed run ends with the same results as an uninterrupted one: it restarts from
     the newest checkpoint with the same data order, state and RNG.
     """
@@ -338,7 +474,7 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
         run_dir = Path(resume)
         config = _saved_config(run_dir)
     check_processes(config)
-    configs = {name: config.for_order(name) for name in config.orders} or {None: config}
+    configs = config.conditions()
     # every order's and seed's data is checked before the model loads or a folder is written
     streams = {name: {seed: load_tasks(c.data, seed) for seed in c.seed_list()} for name, c in configs.items()}
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
@@ -348,7 +484,8 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
     fixed = [name for name, entry in shared.entries.items() if routers_fixed(entry.adapter)]
     if fixed and process_state().is_main_process:
         print(f"mhmoe: note: {', '.join(fixed)}: {ROUTERS_FIXED_NOTE}", file=sys.stderr)
-    if not config.orders and len(config.seed_list()) == 1:
+    repeated = None not in configs  # one complete run per order or per mode
+    if not repeated and len(config.seed_list()) == 1:
         checkpoint = _resumable(run_dir) if resume is not None else None
         if run_dir is None:
             run_dir = _new_folder(new_run_dir(config, preset), config)
@@ -358,29 +495,30 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
         raise CheckpointError(f"{run_dir}: nothing to resume (the run has finished)")
     if run_dir is None:
         run_dir = _new_folder(new_run_dir(config, preset), config)
-    if not config.orders:
+    if not repeated:
         _run_seeds(config, run_dir, streams[None], shared)
         return run_dir
-    per_order = {}
-    for name, order_config in configs.items():
+    per_condition = {}
+    for name, condition in configs.items():
         folder = run_dir / name
-        order_config = dataclasses.replace(order_config, name=f"{run_dir.name}/{name}")
-        if len(order_config.seed_list()) == 1:
-            seed = order_config.seed
-            per_order[name] = summarise_seeds(
-                {seed: _resume_or_start(order_config, folder, streams[name][seed], shared)},
-                order_config.reference_method(),
+        condition = dataclasses.replace(condition, name=f"{run_dir.name}/{name}")
+        if len(condition.seed_list()) == 1:
+            seed = condition.seed
+            per_condition[name] = summarise_seeds(
+                {seed: _resume_or_start(condition, folder, streams[name][seed], shared)},
+                condition.reference_method(),
             )
         elif (folder / "report.md").is_file():
-            per_order[name] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+            per_condition[name] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
         else:
             if not folder.is_dir():
-                _new_folder(folder, order_config)
-            per_order[name] = _run_seeds(order_config, folder, streams[name], shared)
+                _new_folder(folder, condition)
+            per_condition[name] = _run_seeds(condition, folder, streams[name], shared)
     if process_state().is_main_process:
-        summary = summarise_orders(per_order, config.reference_method())
+        kind = "order" if config.orders else "mode"
+        summary = summarise_conditions(per_condition, config.reference_method(), kind)
         write_json(run_dir / "results.json", summary)
-        write_orders_report(run_dir, summary)
+        write_conditions_report(run_dir, summary)
     return run_dir
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mhmoe.cl.report import comparison_table, markdown_table
+from mhmoe.cl.report import run_table
 from mhmoe.figures import pyplot, save_figure
 from mhmoe.files import write_text
+from mhmoe.markdown import markdown_table
 from mhmoe.metrics.uncertainty import Interval, paired_difference, t_interval
 
 METRICS = {
@@ -22,7 +23,18 @@ METRICS = {
     "bwt": ("BWT", 1, "forgets less (accuracy BWT)"),
     "loss_bwt": ("loss-BWT", -1, "forgets less (loss-BWT)"),
     "fwt": ("FWT", 1, "transfers more forward (FWT)"),
+    "anytime_avg": ("anytime avg", 1, "scores higher at any time (anytime average)"),
+    "final_op": ("final OP", 1, "scores higher at the end of the stream (final OP)"),
+    "peak_forgetting": ("forgetting from peak", -1, "forgets less from its peaks"),
+    "loss_peak_forgetting": ("loss rise from best", -1, "forgets less (loss rise from best)"),
 }
+"""Every metric a method's results may hold: R's (with task boundaries) and the anytime record's (with
+stream.eval_every). A summary covers the ones each method has."""
+
+
+def metric_keys(result: dict[str, Any]) -> list[str]:
+    """The METRICS one method's results hold."""
+    return [key for key in METRICS if key in result]
 
 
 def _values(per_seed: dict[int, dict], method: str, key: str) -> list[float]:
@@ -35,18 +47,22 @@ def summarise_seeds(per_seed: dict[int, dict[str, Any]], reference: str | None) 
     tasks, methods = first["tasks"], list(first["methods"])
     summary = {}
     for method in methods:
-        entry = {key: t_interval(_values(per_seed, method, key)).to_dict() for key in METRICS}
-        finals = [[run["methods"][method]["R"][-1][j] for run in per_seed.values()] for j in range(len(tasks))]
-        entry["final"] = [t_interval(values).to_dict() for values in finals]
-        entry["parameters"] = first["methods"][method]["parameters"]
+        result = first["methods"][method]
+        entry = {key: t_interval(_values(per_seed, method, key)).to_dict() for key in metric_keys(result)}
+        last_rows = [run["methods"][method]["R" if "R" in result else "anytime"] for run in per_seed.values()]
+        last_rows = [rows[-1] if "R" in result else rows["A"][-1] for rows in last_rows]
+        entry["final"] = [t_interval([row[j] for row in last_rows]).to_dict() for j in range(len(tasks))]
+        entry["parameters"] = result["parameters"]
         summary[method] = entry
     paired = {}
     if reference in methods:
+        reference_keys = set(metric_keys(first["methods"][reference]))
         for method in methods:
             if method != reference:
                 paired[method] = {
                     key: paired_difference(_values(per_seed, reference, key), _values(per_seed, method, key)).to_dict()
-                    for key in METRICS
+                    for key in metric_keys(first["methods"][method])
+                    if key in reference_keys
                 }
     return {
         "tasks": tasks,
@@ -68,8 +84,8 @@ def seed_verdicts(results: dict[str, Any]) -> list[str]:
     """One sentence per (method, metric) against the reference: a claim only where the paired interval excludes 0."""
     reference, n, lines = results["reference"], len(results["seeds"]), []
     for method, metrics in results["paired"].items():
-        for key, (label, direction, better) in METRICS.items():
-            d = metrics[key]
+        for key, d in metrics.items():
+            label, direction, better = METRICS[key]
             interval = as_interval(d)
             numbers = f"{reference} - {method} = {interval} over {n} seeds, sign agrees in {d['agreeing']}/{n}"
             if interval.excludes_zero():
@@ -80,13 +96,19 @@ def seed_verdicts(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _keys(entries: Any) -> list[str]:
+    """The METRICS any of these per-method mappings holds, in METRICS' order."""
+    return [key for key in METRICS if any(key in entry for entry in entries)]
+
+
 def seeds_table(results: dict[str, Any]) -> str:
-    """Per method: mean [95% interval] over seeds of OP, BWT, loss-BWT, FWT and each task's final score."""
+    """Per method: mean [95% interval] over seeds of each metric it has and each task's final score."""
     tasks = results["tasks"]
-    header = ["method", "activated params", "total params", *(label for label, _, _ in METRICS.values()), *tasks]
+    keys = _keys(results["summary"].values())
+    header = ["method", "activated params", "total params", *(METRICS[key][0] for key in keys), *tasks]
     rows = []
     for method, entry in results["summary"].items():
-        metrics = [str(as_interval(entry[key])) for key in METRICS]
+        metrics = [str(as_interval(entry[key])) if key in entry else "-" for key in keys]
         finals = [str(as_interval(d)) for d in entry["final"]]
         counts = [f"{entry['parameters'][k]:,}" for k in ("activated", "total")]
         rows.append([method, *counts, *metrics, *finals])
@@ -95,11 +117,13 @@ def seeds_table(results: dict[str, Any]) -> str:
 
 def paired_table(results: dict[str, Any]) -> str:
     """Per method: the reference's paired difference against it, with its interval and sign agreement."""
-    n = len(results["seeds"])
-    header = ["reference - method", *(label for label, _, _ in METRICS.values())]
+    n, keys = len(results["seeds"]), _keys(results["paired"].values())
+    header = ["reference - method", *(METRICS[key][0] for key in keys)]
     rows = []
     for method, metrics in results["paired"].items():
-        cells = [f"{as_interval(metrics[key])} ({metrics[key]['agreeing']}/{n})" for key in METRICS]
+        cells = [
+            f"{as_interval(metrics[key])} ({metrics[key]['agreeing']}/{n})" if key in metrics else "-" for key in keys
+        ]
         rows.append([f"{results['reference']} - {method}", *cells])
     return markdown_table(header, rows)
 
@@ -108,10 +132,13 @@ def plot_seeds(results: dict[str, Any], path: Path) -> Path:
     """One panel per metric: every seed's value as a dot, and the mean with its 95% interval, per method."""
     plt = pyplot()
 
-    methods = list(results["summary"])
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4))
-    for ax, (key, (label, direction, _)) in zip(axes, METRICS.items(), strict=True):
+    methods, keys = list(results["summary"]), _keys(results["summary"].values())
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        label, direction, _ = METRICS[key]
         for x, method in enumerate(methods):
+            if key not in results["summary"][method]:
+                continue
             values = [run["methods"][method][key] for run in results["per_seed"].values()]
             ax.scatter([x] * len(values), values, s=14, alpha=0.6, color="tab:gray")
             interval = as_interval(results["summary"][method][key])
@@ -155,7 +182,7 @@ def write_seeds_report(run_dir: Path, results: dict[str, Any]) -> Path:
         ]
     sections.append("## Each seed")
     for seed, run in results["per_seed"].items():
-        sections += [f"### seed {seed} ([report](seed-{seed}/report.md))", comparison_table(run)]
+        sections += [f"### seed {seed} ([report](seed-{seed}/report.md))", run_table(run)]
     path = run_dir / "report.md"
     write_text(path, "\n\n".join(sections) + "\n")
     return path

@@ -37,6 +37,7 @@ METHODS: dict[str, Method] = {
             OLoRA,
             "a fresh LoRA per task, kept orthogonal to the frozen LoRAs of earlier tasks",
             OLoRAOptions,
+            needs_tasks="trains a fresh LoRA per task, so it must know where each task starts",
         ),
         Method(
             "prefix",
@@ -44,6 +45,7 @@ METHODS: dict[str, Method] = {
             PrefixTuning,
             "task-specific prefix keys and values in every attention layer; a test prompt's task is inferred",
             PrefixOptions,
+            needs_tasks="trains and identifies one prefix set per task, so it must know where each task starts",
         ),
         Method(
             "norga",
@@ -51,6 +53,7 @@ METHODS: dict[str, Method] = {
             PrefixTuning,
             "prefix tuning with NoRGa's non-linear residual gate on the prefix scores",
             PrefixOptions,
+            needs_tasks="trains and identifies one prefix set per task, so it must know where each task starts",
         ),
         Method(
             "replay",

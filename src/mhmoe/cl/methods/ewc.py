@@ -7,7 +7,9 @@ Fishers of all tasks so far are summed (or, online, decayed and summed), and lat
     lambda / 2 * sum_i F_i (theta_i - theta*_i)^2
 
 with theta* the adapter after the previous task. The Fisher is taken from the log-likelihood alone, never
-from the penalty: it measures what the data pins down, not what EWC already protects.
+from the penalty: it measures what the data pins down, not what EWC already protects. Without task
+boundaries the same consolidation runs every `consolidate_every` steps on that window's examples (online EWC
+when `decay` is set; summed otherwise).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from torch import nn
 from mhmoe.adapters.config import check_int, check_positive
 from mhmoe.cl.methods.hooks import HookContext
 from mhmoe.cl.methods.memory import examples_loss, sample_examples
-from mhmoe.data.trace import Task
+from mhmoe.cl.methods.windows import StepWindows
+from mhmoe.data.trace import Example, Task
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters
 
@@ -64,6 +67,8 @@ class EWC:
         self.options, self.context = options, context
         self.fisher: dict[str, torch.Tensor] = {}
         self.anchor: dict[str, torch.Tensor] = {}
+        self.windows = StepWindows(context.consolidate_every)
+        """Without task boundaries: a Fisher every consolidate_every steps, on that window's examples."""
 
     def before_task(self, model: nn.Module, task: Task) -> None:
         pass
@@ -78,11 +83,17 @@ class EWC:
     def after_backward(self, model: nn.Module) -> None:
         pass
 
+    def after_step(self, model: nn.Module, examples: list[Example]) -> None:
+        window = self.windows.add(examples)
+        if window is not None:
+            self.after_task(model, window)
+
     def state_dict(self) -> dict:
-        return {"fisher": self.fisher, "anchor": self.anchor}
+        return {"fisher": self.fisher, "anchor": self.anchor, "windows": self.windows.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.fisher, self.anchor = dict(state["fisher"]), dict(state["anchor"])
+        self.windows.load_state_dict(state["windows"])
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         examples = sample_examples(task, self.options.fisher_examples, seed=self.context.seed, purpose="ewc")

@@ -22,6 +22,7 @@ from torch import nn
 from mhmoe.adapters.config import check_int, check_positive
 from mhmoe.cl.methods.hooks import HookContext
 from mhmoe.cl.methods.memory import EpisodicMemory, examples_loss
+from mhmoe.cl.methods.windows import StepWindows
 from mhmoe.data.trace import Example, Task
 
 
@@ -69,6 +70,8 @@ class GEM:
         self.memory = EpisodicMemory(options.memory_per_task, seed=context.seed, purpose="gem")
         self.projections = 0
         """Steps whose gradient was projected, for the run's log."""
+        self.windows = StepWindows(context.consolidate_every)
+        """Without task boundaries: every consolidate_every steps' examples become a pseudo-task's memory."""
 
     def before_task(self, model: nn.Module, task: Task) -> None:
         pass
@@ -105,9 +108,19 @@ class GEM:
     def after_task(self, model: nn.Module, task: Task) -> None:
         self.memory.store(task)
 
+    def after_step(self, model: nn.Module, examples: list[Example]) -> None:
+        window = self.windows.add(examples)
+        if window is not None:
+            self.after_task(model, window)
+
     def state_dict(self) -> dict:
-        return {"memory": self.memory.state_dict(), "projections": self.projections}
+        return {
+            "memory": self.memory.state_dict(),
+            "projections": self.projections,
+            "windows": self.windows.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.memory.load_state_dict(state["memory"])
         self.projections = state["projections"]
+        self.windows.load_state_dict(state["windows"])

@@ -46,6 +46,13 @@ class HookContext:
     seed: int
     batch_size: int = 8
     """Examples per micro-batch, for methods that batch their own examples (GEM's memory, replay)."""
+    boundaries: bool = True
+    """False on a stream without task boundaries: before_task and after_task are never called, and the loop
+    calls `after_step(model, examples)` after every optimizer step instead (if the hooks define it)."""
+    consolidate_every: int = 24
+    """Without boundaries: steps between a method's own consolidations (online EWC, GEM's pseudo-tasks)."""
+    tasks: int = 1
+    """Tasks in the stream (a boundary-free memory is sized as the boundary mode's total)."""
 
 
 class NoHooks:
@@ -83,3 +90,6 @@ class Method:
     summary: str
     options: type | None = None
     """The dataclass of its settings (`method_options.<name>` in a run config), if it has any."""
+    needs_tasks: str | None = None
+    """Why the method needs to be told which task is current, if it does: it is refused on a stream without
+    task boundaries (`stream.boundaries: false`), with this reason."""

@@ -1,6 +1,7 @@
 """Experience replay: every step also trains on a few stored examples of the finished tasks.
 
-After each task a seeded sample of its training examples joins the memory. Each micro-batch of B current
+After each task a seeded sample of its training examples joins the memory (without task boundaries, every
+example seen passes through a reservoir of the same total size instead). Each micro-batch of B current
 examples then draws n = max(1, round(fraction * B)) stored examples (seeded, uniform with replacement) and
 adds their mean answer loss weighted by n / B. Weighting each example equally, that is the loss of one
 batch of B + n examples of which n are replayed, times (B + n) / B.
@@ -18,7 +19,7 @@ from torch import nn
 
 from mhmoe.adapters.config import check_int
 from mhmoe.cl.methods.hooks import HookContext
-from mhmoe.cl.methods.memory import EpisodicMemory, examples_loss
+from mhmoe.cl.methods.memory import EpisodicMemory, ReservoirMemory, examples_loss
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import ConfigError
 
@@ -42,7 +43,10 @@ class Replay:
 
     def __init__(self, options: ReplayOptions, context: HookContext) -> None:
         self.options, self.context = options, context
-        self.memory = EpisodicMemory(options.memory_per_task, seed=context.seed, purpose="replay")
+        if context.boundaries:
+            self.memory = EpisodicMemory(options.memory_per_task, seed=context.seed, purpose="replay")
+        else:  # no task ends to store at: a reservoir over everything seen, the boundary mode's total size
+            self.memory = ReservoirMemory(options.memory_per_task * context.tasks, seed=context.seed, purpose="replay")
         self.draws = 0
         """Micro-batches replayed so far; with the seed it fixes the next draw."""
 
@@ -70,6 +74,10 @@ class Replay:
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         self.memory.store(task)
+
+    def after_step(self, model: nn.Module, examples: list[Example]) -> None:
+        for example in examples:
+            self.memory.add(example)
 
     def state_dict(self) -> dict:
         return {"memory": self.memory.state_dict(), "draws": self.draws}

@@ -1,12 +1,12 @@
-"""Runs over several task orders: each order is exactly the run of that order alone, the top report puts them
-side by side, and a run killed in its second order resumes to the same results."""
+"""Runs repeated over conditions (here task orders): each order is exactly the run of that order alone, the top
+report puts them side by side, and a run killed in its second order resumes to the same results."""
 
 import json
 
 import pytest
 from test_resume import kill_run_at, train_losses
 
-from mhmoe.cl.orders import order_verdicts, summarise_orders
+from mhmoe.cl.conditions import condition_verdicts, summarise_conditions
 from mhmoe.cl.run import run
 from mhmoe.cli import main
 from mhmoe.config import load_config
@@ -34,8 +34,8 @@ def two_orders(tmp_path_factory):
 
 def test_each_order_is_exactly_the_run_of_that_order_alone(two_orders, tmp_path):
     run_dir, results = two_orders
-    assert list(results["orders"]) == ["forward", "backward"]
-    assert results["orders"]["backward"]["tasks"] == ["QA-Choice", "Stance-Policy"]
+    assert list(results["conditions"]) == ["forward", "backward"]
+    assert results["conditions"]["backward"]["tasks"] == ["QA-Choice", "Stance-Policy"]
     alone = run(
         load_config(
             None,
@@ -49,7 +49,7 @@ def test_each_order_is_exactly_the_run_of_that_order_alone(two_orders, tmp_path)
         )
     )
     expected = json.loads((alone / "results.json").read_text())
-    assert results["orders"]["backward"]["summary"] == expected["summary"]
+    assert results["conditions"]["backward"]["summary"] == expected["summary"]
     for seed in ("0", "1"):
         assert train_losses(run_dir / "backward" / f"seed-{seed}") == train_losses(alone / f"seed-{seed}")
 
@@ -59,20 +59,22 @@ def test_the_top_report_sets_the_orders_side_by_side(two_orders):
     report = (run_dir / "report.md").read_text()
     assert "| order | method | OP | BWT | loss-BWT |" in report and "| backward | mhmoe |" in report
     assert "| forward | mhmoe - lora |" in report and "[backward](backward/report.md)" in report
-    assert (run_dir / "orders.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run_dir / "conditions.png").read_bytes()[:4] == b"\x89PNG"
     for order in ("forward", "backward"):
         assert (run_dir / order / "report.md").is_file() and (run_dir / order / "seed-1" / "report.md").is_file()
-    assert results["agreement"]["lora"]["bwt"]["orders"] == 2
+    assert results["agreement"]["lora"]["bwt"]["conditions"] == 2
 
 
 def _order(op_diff_mean, low, high):
-    paired = {"mean": op_diff_mean, "low": low, "high": high, "n": 3, "agreeing": 3, "differences": []}
+    differences = [op_diff_mean - 1.0, op_diff_mean, op_diff_mean + 1.0]
+    paired = {"mean": op_diff_mean, "low": low, "high": high, "n": 3, "agreeing": 3, "differences": differences}
     metric = {"mean": 0.0, "low": None, "high": None, "n": 3}
+    summary = dict.fromkeys(("op", "bwt", "loss_bwt"), metric)
     return {
         "tasks": ["A", "B"],
         "seeds": [0, 1, 2],
         "model": "m",
-        "summary": {"mhmoe": dict.fromkeys(("op", "bwt", "loss_bwt"), metric), "lora": {}},
+        "summary": {"mhmoe": summary, "lora": summary},
         "paired": {"lora": {"op": paired, "bwt": paired, "loss_bwt": paired}},
     }
 
@@ -80,11 +82,14 @@ def _order(op_diff_mean, low, high):
 def test_agreement_counts_orders_by_sign_and_by_resolved_interval():
     # OP: ahead and resolved, ahead unresolved, behind and resolved; loss-BWT is lower-is-better, so reversed.
     per_order = {"o1": _order(2.0, 1.0, 3.0), "o2": _order(1.0, -1.0, 3.0), "o3": _order(-2.0, -3.0, -1.0)}
-    summary = summarise_orders(per_order, "mhmoe")
+    summary = summarise_conditions(per_order, "mhmoe", "order")
     op, loss = summary["agreement"]["lora"]["op"], summary["agreement"]["lora"]["loss_bwt"]
     assert (op["reference_better"], op["resolved_reference_better"], op["resolved_method_better"]) == (2, 1, 1)
     assert (loss["reference_better"], loss["resolved_reference_better"], loss["resolved_method_better"]) == (1, 1, 1)
-    lines = order_verdicts(summary)
+    # gap changes are per-seed differences of the paired differences: o3 minus o1 is -4 in every seed
+    change = summary["gap_change"]["lora"]["o3"]["op"]
+    assert change["differences"] == [-4.0, -4.0, -4.0] and change["mean"] == -4.0
+    lines = condition_verdicts(summary)
     assert (
         "- OP: mhmoe scores higher (OP) than lora in 2 of 3 orders (resolved in 1; lora resolved ahead in 1)." in lines
     )
@@ -112,6 +117,6 @@ def test_a_run_killed_in_its_second_order_resumes_to_the_same_results(two_orders
     assert (run_dir / "forward" / "report.md").is_file() and not (run_dir / "backward" / "report.md").exists()
     assert main(["run", "--resume", str(run_dir)]) == 0
     expected = json.loads((whole / "results.json").read_text())
-    assert json.loads((run_dir / "results.json").read_text())["orders"] == expected["orders"]
+    assert json.loads((run_dir / "results.json").read_text())["conditions"] == expected["conditions"]
     for seed in ("0", "1"):
         assert train_losses(run_dir / "backward" / f"seed-{seed}") == train_losses(whole / "backward" / f"seed-{seed}")
