@@ -7,19 +7,13 @@ import subprocess
 import sys
 
 import pytest
+from tiny_runs import tiny_run
 
 from mhmoe.cl.run import run
 from mhmoe.config import load_config
 
 SETTINGS = [
-    "model.name=tiny:llama",
-    "data.order=[Stance-Policy, Arithmetic, Stance-CentralBank]",
-    "data.train_size=16",
-    "data.test_size=6",
-    "train.max_steps=3",
-    "train.batch_size=4",
-    "train.lr=1e-2",
-    "progress=false",
+    *tiny_run(["Stance-Policy", "Arithmetic", "Stance-CentralBank"]),
     "methods=[lora, gem, mhmoe]",
     "method_options.gem.memory_per_task=4",
 ]

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 import torch
 import yaml
+from tiny_runs import tiny_run
 
 from mhmoe.cl.checkpoint import Checkpoint, Position, load_checkpoint, save_checkpoint
 from mhmoe.cl.run import run
@@ -19,15 +20,8 @@ from mhmoe.config import load_config
 from mhmoe.errors import CheckpointError
 
 SETTINGS = [
-    "model.name=tiny:llama",
-    "data.order=[Stance-Policy, Arithmetic, Stance-CentralBank]",
-    "data.train_size=16",
-    "data.test_size=4",
-    "train.max_steps=4",
-    "train.batch_size=4",
-    "train.lr=1e-2",
+    *tiny_run(["Stance-Policy", "Arithmetic", "Stance-CentralBank"], test=4, steps=4),
     "train.checkpoint_every=2",
-    "progress=false",
     "methods=[replay, ewc, mhmoe]",
     "method_options.replay.memory_per_task=4",
     "method_options.ewc.fisher_examples=4",

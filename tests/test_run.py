@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_runs import tiny_run
 
 from mhmoe.cl.evaluate_adapter import evaluate_adapter
 from mhmoe.cl.run import run
@@ -16,16 +17,7 @@ from mhmoe.errors import ConfigError
 from mhmoe.metrics import bwt, fwt, loss_bwt, op
 
 TASKS = ["Stance-Policy", "Arithmetic", "QA-Choice"]
-TINY = [
-    "model.name=tiny:llama",
-    f"data.order=[{', '.join(TASKS)}]",
-    "data.train_size=16",
-    "data.test_size=6",
-    "train.max_steps=3",
-    "train.batch_size=4",
-    "train.lr=1e-2",
-    "progress=false",
-]
+TINY = tiny_run(TASKS)
 
 
 def tiny_config(output_dir, *extra):

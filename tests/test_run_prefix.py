@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_runs import tiny_run
 
 from mhmoe.cl.evaluate_adapter import evaluate_adapter
 from mhmoe.cl.run import run
@@ -13,14 +14,7 @@ from mhmoe.config import load_config
 
 TASKS = ["Stance-Policy", "Arithmetic"]
 TINY = [
-    "model.name=tiny:llama",
-    f"data.order=[{', '.join(TASKS)}]",
-    "data.train_size=16",
-    "data.test_size=6",
-    "train.max_steps=3",
-    "train.batch_size=4",
-    "train.lr=1e-2",
-    "progress=false",
+    *tiny_run(TASKS),
     "methods=[prefix, norga]",
     "method_options.prefix.prototype_examples=8",
     "method_options.norga.prototype_examples=8",

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from test_resume import kill_run_at, train_losses
+from tiny_runs import tiny_run
 
 from mhmoe.cl.anytime import stream_plan
 from mhmoe.cl.methods import METHODS, Method, NoHooks
@@ -17,15 +18,8 @@ from mhmoe.data.trace import Example
 from mhmoe.errors import ConfigError
 
 SETTINGS = [
-    "model.name=tiny:llama",
-    "data.order=[Stance-Policy, QA-Choice]",
-    "data.train_size=16",
-    "data.test_size=4",
-    "train.max_steps=4",
-    "train.batch_size=4",
-    "train.lr=1e-2",
+    *tiny_run(["Stance-Policy", "QA-Choice"], test=4, steps=4),
     "train.checkpoint_every=2",
-    "progress=false",
     "stream.eval_every=3",
     "stream.consolidate_every=2",
     "method_options={replay: {memory_per_task: 4}, ewc: {fisher_examples: 4}, gem: {memory_per_task: 4}}",
