@@ -116,6 +116,23 @@ def test_summary_and_verdicts_follow_the_paired_intervals():
     assert any("**loramoe** forgets less (loss-BWT) than mhmoe" in line for line in seed_verdicts(flipped))
 
 
+def test_a_forgetting_verdict_warns_when_the_methods_learned_the_tasks_unequally():
+    per_seed = _per_seed({"mhmoe": [(1.0, -20.0, 3.0)] * 2 + [(1.0, -21.0, 3.1)], "loramoe": [(1.0, -5.0, 1.0)] * 3})
+    for seed, one in per_seed.items():
+        one["methods"]["mhmoe"] |= {"learned": 100.0 - seed, "learned_loss": 0.01}
+        one["methods"]["loramoe"] |= {"learned": 85.0 + seed, "learned_loss": 0.3 + 0.01 * seed}
+    lines = seed_verdicts(summarise_seeds(per_seed, "mhmoe"))
+    bwt = next(line for line in lines if line.startswith("- BWT:"))
+    assert "**loramoe** forgets less (accuracy BWT)" in bwt and "Caution: the two also learned" in bwt
+    assert "learned (R[i][i]) difference 13.00 [" in bwt
+    loss = next(line for line in lines if line.startswith("- loss-BWT:"))
+    assert "Caution" in loss and "learned loss (L[i][i])" in loss
+    for one in per_seed.values():  # learned alike: the verdict stands without a caution
+        one["methods"]["loramoe"]["learned"] = one["methods"]["mhmoe"]["learned"] + 0.0
+    bwt = next(line for line in seed_verdicts(summarise_seeds(per_seed, "mhmoe")) if line.startswith("- BWT:"))
+    assert "**loramoe** forgets less" in bwt and "Caution" not in bwt
+
+
 def test_seed_settings_are_validated():
     with pytest.raises(ConfigError, match="'seeds' repeats a seed"):
         load_config(None, [*SETTINGS, "seeds=[1, 1]"])

@@ -428,6 +428,10 @@ def summarise(result: dict[str, Any], base: list[float]) -> dict[str, Any]:
             "loss_bwt": loss_bwt(L),
             "loss_curves": forgetting_curves(L),
         }
+        if len(R) > 1:  # how well the earlier tasks were learned: what BWT and loss-BWT start from
+            earlier = range(len(R) - 1)
+            summary["learned"] = sum(R[i][i] for i in earlier) / len(earlier)
+            summary["learned_loss"] = sum(L[i][i] for i in earlier) / len(earlier)
     if "anytime" in result:
         summary |= anytime_metrics(result["anytime"])
     return summary

@@ -23,6 +23,8 @@ METRICS = {
     "bwt": ("BWT", 1, "forgets less (accuracy BWT)"),
     "loss_bwt": ("loss-BWT", -1, "forgets less (loss-BWT)"),
     "fwt": ("FWT", 1, "transfers more forward (FWT)"),
+    "learned": ("learned (R[i][i])", 1, "learned the earlier tasks better (mean R[i][i], i < n)"),
+    "learned_loss": ("learned loss (L[i][i])", -1, "fit the earlier tasks better (mean L[i][i], i < n)"),
     "anytime_avg": ("anytime avg", 1, "scores higher at any time (anytime average)"),
     "final_op": ("final OP", 1, "scores higher at the end of the stream (final OP)"),
     "peak_forgetting": ("forgetting from peak", -1, "forgets less from its peaks"),
@@ -80,6 +82,21 @@ def as_interval(d: dict) -> Interval:
     return Interval(d["mean"], d["low"], d["high"], d["n"])
 
 
+START = {"bwt": "learned", "loss_bwt": "learned_loss"}
+"""Where each forgetting measure starts from: a method that learned the earlier tasks less has less to lose."""
+
+
+def _caveat(key: str, metrics: dict[str, Any]) -> str:
+    """A warning when a resolved forgetting gap comes with a resolved gap in how well the tasks were learned."""
+    start = START.get(key)
+    if start not in metrics or not as_interval(metrics[start]).excludes_zero():
+        return ""
+    return (
+        f" Caution: the two also learned the earlier tasks to different levels ({METRICS[start][0]} difference "
+        f"{as_interval(metrics[start])}), which alone moves {METRICS[key][0]}: compare the final scores and losses."
+    )
+
+
 def seed_verdicts(results: dict[str, Any]) -> list[str]:
     """One sentence per (method, metric) against the reference: a claim only where the paired interval excludes 0."""
     reference, n, lines = results["reference"], len(results["seeds"]), []
@@ -90,7 +107,7 @@ def seed_verdicts(results: dict[str, Any]) -> list[str]:
             numbers = f"{reference} - {method} = {interval} over {n} seeds, sign agrees in {d['agreeing']}/{n}"
             if interval.excludes_zero():
                 winner, loser = (reference, method) if interval.mean * direction > 0 else (method, reference)
-                lines.append(f"- {label}: **{winner}** {better} than {loser} ({numbers}).")
+                lines.append(f"- {label}: **{winner}** {better} than {loser} ({numbers}).{_caveat(key, metrics)}")
             else:
                 lines.append(f"- {label}: {reference} vs {method} not resolved with {n} seeds ({numbers}).")
     return lines
