@@ -1,10 +1,11 @@
 """Read tasks in TRACE's on-disk format: `<root>/<Task>/{train,eval,test}.json`, each a JSON list of
 `{"prompt": str, "answer": str}` objects (extra fields, e.g. ground-truth `domain` and `label`, are kept
-as features for the analysis tools).
+as features for the analysis tools). A split may also be `.jsonl`, `.csv` or `.parquet` (data/records.py).
 
 Everything is validated on load, so a malformed file stops a run before training with one line naming the
-file and the record. An optional `<root>/<Task>/task.json` names the scorer and the generation length;
-without it, TRACE's own task names decide (see TRACE_SCORERS and TRACE_MAX_NEW_TOKENS).
+file and the record. An optional `<root>/<Task>/task.json` names the scorer and the generation length, and
+which fields make an example (`prompt_field`, `answer_field`, or a `prompt_template` over the record's
+fields); without it, TRACE's own task names decide (see TRACE_SCORERS and TRACE_MAX_NEW_TOKENS).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from string import Formatter
+from typing import Any
 
+from mhmoe.data.records import RecordError, read_records, split_file
 from mhmoe.errors import MhmoeError
 from mhmoe.metrics.text import SCORERS
 
@@ -65,37 +69,62 @@ class Task:
         return self.splits[name]
 
 
-def _read_records(path: Path) -> list[Example]:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    raw = path.read_bytes().decode("utf-8", errors="replace")  # stray non-UTF-8 bytes become U+FFFD, not a crash
-    if not raw.strip():
-        raise DataError(f"{path}: file is empty")
+SPEC_FIELDS = ("scorer", "max_new_tokens", "prompt_field", "answer_field", "prompt_template")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task folder's task.json: how to score it, how long to generate, and which fields make an example."""
+
+    scorer: str
+    max_new_tokens: int
+    prompt_field: str = "prompt"
+    """The record field that is the prompt (unless prompt_template builds it)."""
+    answer_field: str = "answer"
+    """The record field that is the reference answer (a string)."""
+    prompt_template: str | None = None
+    """A str.format template over the record's fields, e.g. "{instruction}\\n{input}", that builds the prompt."""
+
+    def template_fields(self) -> list[str]:
+        return [name for _, name, _, _ in Formatter().parse(self.prompt_template or "") if name is not None]
+
+    def example(self, record: dict[str, Any], path: Path, index: int) -> Example:
+        """The record as an Example, or a DataError naming the file, the record and the field."""
+        if self.prompt_template is not None:
+            for name in self.template_fields():
+                if name not in record:
+                    raise DataError(f"{path}: record {index} has no field '{name}' that prompt_template uses")
+                if not isinstance(record[name], (str, int, float)) or isinstance(record[name], bool):
+                    kind = type(record[name]).__name__
+                    raise DataError(
+                        f"{path}: record {index} field '{name}' is a {kind}, which prompt_template cannot use"
+                    )
+            prompt = self.prompt_template.format_map(record)
+        else:
+            prompt = _string_field(record, self.prompt_field, path, index)
+        answer = _string_field(record, self.answer_field, path, index)
+        used = {self.prompt_field, self.answer_field}
+        return Example(prompt, answer, {k: str(v) for k, v in record.items() if k not in used})
+
+
+def _string_field(record: dict[str, Any], key: str, path: Path, index: int) -> str:
+    if key not in record:
+        raise DataError(f"{path}: record {index} has no '{key}' field")
+    if not isinstance(record[key], str):
+        raise DataError(f"{path}: record {index} field '{key}' is a {type(record[key]).__name__}, not a string")
+    return record[key]
+
+
+def _read_examples(folder: Path, split: str, spec: TaskSpec) -> list[Example]:
     try:
-        records = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: invalid JSON at line {err.lineno} column {err.colno} ({err.msg})") from None
-    if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
-    if not records:
-        raise DataError(f"{path}: the list of records is empty")
-    examples = []
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise DataError(f"{path}: record {index} is a {type(record).__name__}, expected an object")
-        for key in ("prompt", "answer"):
-            if key not in record:
-                raise DataError(f"{path}: record {index} has no '{key}' field")
-            if not isinstance(record[key], str):
-                raise DataError(
-                    f"{path}: record {index} field '{key}' is a {type(record[key]).__name__}, not a string"
-                )
-        features = {k: str(v) for k, v in record.items() if k not in ("prompt", "answer")}
-        examples.append(Example(record["prompt"], record["answer"], features))
-    return examples
+        path = split_file(folder, split)
+        records = read_records(path)
+    except RecordError as err:
+        raise DataError(str(err)) from None
+    return [spec.example(record, path, index) for index, record in enumerate(records)]
 
 
-def _task_spec(folder: Path) -> tuple[str, int]:
+def _task_spec(folder: Path) -> TaskSpec:
     spec_path = folder / "task.json"
     spec = {}
     if spec_path.is_file():
@@ -103,6 +132,11 @@ def _task_spec(folder: Path) -> tuple[str, int]:
             spec = json.loads(spec_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DataError(f"{spec_path}: invalid JSON ({err})") from None
+        if not isinstance(spec, dict):
+            raise DataError(f"{spec_path}: expected a JSON object of settings")
+        unknown = sorted(set(spec) - set(SPEC_FIELDS))
+        if unknown:
+            raise DataError(f"{spec_path}: unknown field '{unknown[0]}' (known: {list(SPEC_FIELDS)})")
     scorer = spec.get("scorer", TRACE_SCORERS.get(folder.name))
     if scorer is None:
         raise DataError(f"{folder}: no scorer known for task '{folder.name}'; add task.json with a 'scorer' field")
@@ -110,9 +144,23 @@ def _task_spec(folder: Path) -> tuple[str, int]:
         raise DataError(f"{spec_path}: field 'scorer' must be one of {sorted(SCORERS)}, got {scorer!r}")
     default = TRACE_MAX_NEW_TOKENS if folder.name in TRACE_SCORERS else 64 if scorer != "accuracy" else 16
     max_new = spec.get("max_new_tokens", default)
-    if not isinstance(max_new, int) or max_new < 1:
+    if not isinstance(max_new, int) or isinstance(max_new, bool) or max_new < 1:
         raise DataError(f"{spec_path}: field 'max_new_tokens' must be a positive integer, got {max_new!r}")
-    return scorer, max_new
+    for key in ("prompt_field", "answer_field", "prompt_template"):
+        if key in spec and (not isinstance(spec[key], str) or not spec[key]):
+            raise DataError(f"{spec_path}: field '{key}' must be a non-empty string, got {spec[key]!r}")
+    fields = {k: spec[k] for k in ("prompt_field", "answer_field", "prompt_template") if k in spec}
+    task_spec = TaskSpec(scorer, max_new, **fields)
+    try:
+        names = task_spec.template_fields()
+    except ValueError as err:
+        raise DataError(f"{spec_path}: field 'prompt_template' is not a valid template ({err})") from None
+    bad = [n for n in names if not n or not n.isidentifier()]
+    if bad:
+        raise DataError(
+            f"{spec_path}: field 'prompt_template' may only name record fields, like {{input}}; got {{{bad[0]}}}"
+        )
+    return task_spec
 
 
 def _cap(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
@@ -126,10 +174,10 @@ def load_task(folder: str | Path, *, limits: dict[str, int | None] | None = None
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: task folder not found")
-    scorer, max_new = _task_spec(folder)
+    spec = _task_spec(folder)
     limits = limits or {}
-    splits = {s: _cap(_read_records(folder / f"{s}.json"), limits.get(s), seed) for s in SPLITS}
-    return Task(folder.name, scorer, max_new, splits)
+    splits = {s: _cap(_read_examples(folder, s, spec), limits.get(s), seed) for s in SPLITS}
+    return Task(folder.name, spec.scorer, spec.max_new_tokens, splits)
 
 
 def load_stream(root: str | Path, order: list[str], **kwargs) -> list[Task]:
