@@ -53,8 +53,10 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="a YAML file or preset name (default: quickstart)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     parser.add_argument("--model", help="base model: a local folder, hub name, or smollm2-135m-instruct")
-    parser.add_argument("--benchmark", choices=["builtin", "trace"], help="the task stream's source")
-    parser.add_argument("--data-dir", help="folder of TRACE-format task folders (for --benchmark trace)")
+    parser.add_argument("--benchmark", choices=["builtin", "trace", "cl_benchmark"], help="the task stream's source")
+    parser.add_argument(
+        "--data-dir", help="folder of task folders (--benchmark trace) or the CL Benchmark's root (cl_benchmark)"
+    )
 
 
 def command_run(args: argparse.Namespace) -> int:

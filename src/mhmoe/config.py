@@ -53,9 +53,13 @@ class ModelSettings:
 @dataclass
 class DataSettings:
     benchmark: str = "builtin"
-    """'builtin' (generated offline, in TRACE's format) or 'trace' (read from data_dir)."""
+    """'builtin' (generated offline, in TRACE's format), 'trace' (task folders read from data_dir: TRACE, or your
+    own JSON/JSONL/CSV/Parquet files) or 'cl_benchmark' (O-LoRA's CL Benchmark layout in data_dir)."""
     data_dir: str | None = None
-    """Folder of task folders in TRACE's format; required for benchmark 'trace'."""
+    """Folder of task folders (benchmark 'trace') or the CL Benchmark's root (benchmark 'cl_benchmark')."""
+    instruction_file: str | None = None
+    """CL Benchmark: its instruction_config.json; empty: looked for in data_dir, data_dir/configs and
+    data_dir/../configs."""
     order: list[str] | None = None
     """Task names in stream order; empty means the benchmark's default order."""
     train_size: int = 256
@@ -68,10 +72,12 @@ class DataSettings:
     """Cap on test examples per task (a seeded sample)."""
 
     def __post_init__(self) -> None:
-        if self.benchmark not in ("builtin", "trace"):
-            raise ConfigError(f"data config: field 'benchmark' must be 'builtin' or 'trace', got {self.benchmark!r}")
-        if self.benchmark == "trace" and not self.data_dir:
-            raise ConfigError("data config: field 'data_dir' is required for benchmark 'trace'")
+        if self.benchmark not in ("builtin", "trace", "cl_benchmark"):
+            raise ConfigError(
+                f"data config: field 'benchmark' must be 'builtin', 'trace' or 'cl_benchmark', got {self.benchmark!r}"
+            )
+        if self.benchmark != "builtin" and not self.data_dir:
+            raise ConfigError(f"data config: field 'data_dir' is required for benchmark '{self.benchmark}'")
         for name in ("train_size", "test_size"):
             check_int("data", name, getattr(self, name))
         for name in ("train_limit", "test_limit"):

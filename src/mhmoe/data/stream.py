@@ -1,5 +1,6 @@
 """The task stream a run trains on: the built-in benchmark (generated, then read back through the TRACE
-loader, so both benchmarks take the same path) or TRACE from a local folder."""
+loader, so both benchmarks take the same path), TRACE (or any folder of task files) from a local folder, or
+the CL Benchmark of O-LoRA from a local folder."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import tempfile
 
 from mhmoe.config import DataSettings
 from mhmoe.data.builtin import DEFAULT_ORDER, TASKS, write_builtin
+from mhmoe.data.cl_benchmark import CL_ORDER_1, load_cl_stream
 from mhmoe.data.trace import TRACE_ORDER, DataError, Task, load_stream
 
 EVAL_SIZE = 32
@@ -14,7 +16,8 @@ EVAL_SIZE = 32
 
 def stream_order(settings: DataSettings) -> list[str]:
     """The task names of the stream, in order."""
-    order = settings.order or (DEFAULT_ORDER if settings.benchmark == "builtin" else TRACE_ORDER)
+    defaults = {"builtin": DEFAULT_ORDER, "trace": TRACE_ORDER, "cl_benchmark": CL_ORDER_1}
+    order = settings.order or defaults[settings.benchmark]
     if len(set(order)) != len(order):
         raise DataError(f"data config: field 'order' repeats a task: {order}")
     if settings.benchmark == "builtin":
@@ -32,6 +35,10 @@ def load_tasks(settings: DataSettings, seed: int) -> list[Task]:
     limits = {"train": settings.train_limit, "test": settings.test_limit}
     if settings.benchmark == "trace":
         return load_stream(settings.data_dir, order, limits=limits, seed=seed)
+    if settings.benchmark == "cl_benchmark":
+        return load_cl_stream(
+            settings.data_dir, order, instruction_file=settings.instruction_file, limits=limits, seed=seed
+        )
     sizes = {"train": settings.train_size, "eval": EVAL_SIZE, "test": settings.test_size}
     with tempfile.TemporaryDirectory(prefix="mhmoe-builtin-") as root:
         write_builtin(root, seed=seed, sizes=sizes, tasks=order)

@@ -163,7 +163,8 @@ def _task_spec(folder: Path) -> TaskSpec:
     return task_spec
 
 
-def _cap(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+def capped(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+    """At most `limit` of the examples: a seeded sample, the same for a seed every time."""
     if limit is None or len(examples) <= limit:
         return examples
     return random.Random(seed).sample(examples, limit)
@@ -176,7 +177,7 @@ def load_task(folder: str | Path, *, limits: dict[str, int | None] | None = None
         raise DataError(f"{folder}: task folder not found")
     spec = _task_spec(folder)
     limits = limits or {}
-    splits = {s: _cap(_read_examples(folder, s, spec), limits.get(s), seed) for s in SPLITS}
+    splits = {s: capped(_read_examples(folder, s, spec), limits.get(s), seed) for s in SPLITS}
     return Task(folder.name, spec.scorer, spec.max_new_tokens, splits)
 
 

@@ -36,6 +36,20 @@ def accuracy(prediction: str, answer: str) -> float:
     return accuracy_exact(prediction.strip(), answer.strip())
 
 
+_PUNCTUATION = re.compile(r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]")
+
+
+def normalized_text(text: str) -> str:
+    """Lower-cased, ASCII punctuation removed, whitespace collapsed (SQuAD's normalisation without dropping
+    articles, as the CL Benchmark's exact match in O-LoRA's forks)."""
+    return " ".join(_PUNCTUATION.sub("", text.lower()).split())
+
+
+def exact_match(prediction: str, answer: str) -> float:
+    """Exact match after `normalized_text`: "Sports." matches "sports"."""
+    return accuracy_exact(normalized_text(prediction), normalized_text(answer))
+
+
 def first_char(prediction: str, answer: str) -> float:
     prediction, answer = prediction.strip(), answer.strip()
     if not prediction or not answer:
@@ -92,6 +106,7 @@ def sari_paper(prediction: str, answer: str, source: str) -> float:
 SCORERS: dict[str, Callable[..., float]] = {
     "accuracy": accuracy,
     "accuracy_exact": accuracy_exact,
+    "exact_match": exact_match,
     "first_char": first_char,
     "rouge_l": rouge_l,
     "similarity": similarity,
@@ -100,7 +115,7 @@ SCORERS: dict[str, Callable[..., float]] = {
     "sari_paper": sari_paper,
 }
 NEEDS_SOURCE = {"sari", "sari_paper"}
-BINARY = {"accuracy", "accuracy_exact", "first_char"}
+BINARY = {"accuracy", "accuracy_exact", "exact_match", "first_char"}
 """Scorers whose per-example scores are 0 or 100, so a task score is a binomial proportion."""
 
 
