@@ -209,8 +209,8 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
         sections += ["## Routers", "\n\n".join(routers)]
     for name, m in results["methods"].items():
         seconds = f"training {m['train_seconds']:.0f} s, evaluation {m['eval_seconds']:.0f} s"
-        about = f"method `{m.get('method', name)}`, rank matched by: {m.get('match', 'activated')}"
-        about += f"; adapter: `{m['adapter']}`"
+        about = f"method `{m.get('method', name)}`, size (rank or prefix length) matched by: "
+        about += f"{m.get('match', 'activated')}; adapter: `{m['adapter']}`"
         sections.append(f"### {name}")
         if "R" in m:
             sections += [
