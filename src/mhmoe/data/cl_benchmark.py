@@ -20,11 +20,10 @@ the eval split.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mhmoe.data.records import RecordError, read_records
-from mhmoe.data.trace import DataError, Example, Task, capped
+from mhmoe.data.trace import DataError, Example, Task, capped, read_json
 
 FAMILIES = {
     **dict.fromkeys(("amazon", "yelp", "IMDB", "SST-2"), "SC"),
@@ -63,10 +62,7 @@ def find_instruction_file(root: Path, configured: str | None) -> Path:
 
 def read_instructions(path: Path) -> dict[str, str]:
     """Each family's instruction: the first entry of its list."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: invalid JSON ({err})") from None
+    config = read_json(path)
     if not isinstance(config, dict):
         raise DataError(f"{path}: expected an object of families, got {type(config).__name__}")
     instructions = {}
@@ -94,10 +90,7 @@ def read_labels(folder: Path) -> list[str]:
     path = folder / "labels.json"
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    try:
-        labels = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: invalid JSON ({err})") from None
+    labels = read_json(path)
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise DataError(f"{path}: expected a non-empty JSON list of label strings")
     return labels

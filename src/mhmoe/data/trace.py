@@ -124,14 +124,19 @@ def _read_examples(folder: Path, split: str, spec: TaskSpec) -> list[Example]:
     return [spec.example(record, path, index) for index, record in enumerate(records)]
 
 
+def read_json(path: Path) -> Any:
+    """A small settings file's JSON value, or a DataError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: invalid JSON ({err})") from None
+
+
 def _task_spec(folder: Path) -> TaskSpec:
     spec_path = folder / "task.json"
     spec = {}
     if spec_path.is_file():
-        try:
-            spec = json.loads(spec_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(f"{spec_path}: invalid JSON ({err})") from None
+        spec = read_json(spec_path)
         if not isinstance(spec, dict):
             raise DataError(f"{spec_path}: expected a JSON object of settings")
         unknown = sorted(set(spec) - set(SPEC_FIELDS))
