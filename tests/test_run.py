@@ -41,6 +41,8 @@ def test_results_hold_R_with_its_metrics(finished_run):
         assert len(m["R_se"]) == 3 and all(0 <= e <= 50 for row in m["R_se"] for e in row)
         assert len(m["L"]) == 3 and all(v > 0 for row in m["L"] for v in row) and m["loss_bwt"] == loss_bwt(m["L"])
     assert len(results["base_se"]) == 3 and len(results["base_L"]) == 3
+    # Always giving the most common of 6 test answers gets at least 1 of them right.
+    assert len(results["majority"]) == 3 and all(100 / 6 - 1e-9 <= v <= 100 for v in results["majority"])
 
 
 def test_methods_are_compared_at_matched_activated_parameters(finished_run):

@@ -7,6 +7,7 @@ several processes each generates its share of the prompt batches and every proce
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -105,6 +106,21 @@ def score_task(
     per_example = example_scores(task.scorer, predictions, answers, sources)
     score = sum(per_example) / max(len(per_example), 1)
     return TaskScore(score, score_error(task.scorer, per_example, seed=seed), predictions)
+
+
+def majority_answer_score(task: Task, split: str = "test") -> float:
+    """The score of always giving the split's most common answer, with the task's own scorer.
+
+    An untrained model often scores 0 because it ignores the answer format; a task learned only to that format
+    can then look learned at chance. This is the floor a learned task has to clear (ties: the first answer).
+    """
+    examples = task.split(split)
+    if not examples:
+        return 0.0
+    answers = [e.answer for e in examples]
+    constant = Counter(answers).most_common(1)[0][0]
+    per_example = example_scores(task.scorer, [constant] * len(answers), answers, [e.prompt for e in examples])
+    return sum(per_example) / len(per_example)
 
 
 @torch.no_grad()

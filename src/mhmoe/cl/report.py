@@ -14,7 +14,14 @@ from mhmoe.files import write_text
 from mhmoe.markdown import markdown_table
 
 LEARNED_MARGIN = 5.0
-"""A task counts as learned when its score right after training beats the untrained score by this many points."""
+"""A task counts as learned when its score right after training beats its floor by this many points."""
+
+
+def learning_floor(results: dict[str, Any]) -> list[float]:
+    """Per task, what training must beat: the untrained score, or always giving the most common test answer
+    if that scores higher (runs from before the majority baseline was recorded have only the first)."""
+    majority = results.get("majority") or results["base"]
+    return [max(b, m) for b, m in zip(results["base"], majority, strict=True)]
 
 
 def comparison_table(results: dict[str, Any]) -> str:
@@ -42,10 +49,14 @@ def _with_errors(values: list[float], errors: list[float]) -> list[str]:
     return [f"{v:.1f} ± {e:.1f}" for v, e in zip(values, errors, strict=True)]
 
 
-def r_matrix_table(result: dict[str, Any], tasks: list[str], base: list[float], base_se: list[float]) -> str:
-    """R ± its standard error over test examples, the untrained row first: row i is after training through
-    task i, column j is task j."""
+def r_matrix_table(
+    result: dict[str, Any], tasks: list[str], base: list[float], base_se: list[float], majority: list[float] | None
+) -> str:
+    """R ± its standard error over test examples, the untrained row (and the most-common-answer row) first: row
+    i is after training through task i, column j is task j."""
     rows = [["untrained", *_with_errors(base, base_se)]]
+    if majority:
+        rows.append(["most common answer", *(f"{v:.1f}" for v in majority)])
     for i, (task, r, se) in enumerate(zip(tasks, result["R"], result["R_se"], strict=True)):
         rows.append([f"after {i + 1} {task}", *_with_errors(r, se)])
     return markdown_table(["R[i][j] ± se", *tasks], rows)
@@ -99,18 +110,19 @@ def router_lines(name: str, router: dict[str, Any] | None) -> list[str]:
     return [" ".join(lines)]
 
 
-def learned_tasks(result: dict[str, Any], base: list[float]) -> list[bool]:
-    """Per task: did training on it lift its score at least LEARNED_MARGIN above the untrained model's?"""
-    return [result["R"][i][i] - base[i] >= LEARNED_MARGIN for i in range(len(base))]
+def learned_tasks(result: dict[str, Any], floor: list[float]) -> list[bool]:
+    """Per task: did training on it lift its score at least LEARNED_MARGIN above its floor?"""
+    return [result["R"][i][i] - floor[i] >= LEARNED_MARGIN for i in range(len(floor))]
 
 
 def verdicts(results: dict[str, Any]) -> list[str]:
     """Plain sentences on learning and forgetting, computed from R."""
-    tasks, base, lines = results["tasks"], results["base"], []
+    tasks, floor, lines = results["tasks"], learning_floor(results), []
+    against = "untrained or the most common answer" if "majority" in results else "untrained"
     for name, m in results["methods"].items():
-        learned = learned_tasks(m, base)
+        learned = learned_tasks(m, floor)
         missed = [t for t, ok in zip(tasks, learned, strict=True) if not ok]
-        gains = ", ".join(f"{t} {base[i]:.0f}->{m['R'][i][i]:.0f}" for i, t in enumerate(tasks))
+        gains = ", ".join(f"{t} {floor[i]:.0f}->{m['R'][i][i]:.0f}" for i, t in enumerate(tasks))
         verdict = "learned every task" if not missed else f"did not clearly learn {', '.join(missed)}"
         forgetting = (
             f"forgot {-m['bwt']:.1f} points on average (BWT {m['bwt']:.1f})"
@@ -118,7 +130,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             else f"did not forget on average (BWT {m['bwt']:+.1f})"
         )
         lines.append(
-            f"- **{name}** {verdict} (diagonal at least {LEARNED_MARGIN:.0f} points above untrained: {gains}); "
+            f"- **{name}** {verdict} (diagonal at least {LEARNED_MARGIN:.0f} points above {against}: {gains}); "
             f"it {forgetting}; OP {m['op']:.1f}."
         )
     return lines
@@ -216,7 +228,7 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
             sections += [
                 f"OP {m['op']:.1f}, BWT {m['bwt']:.1f}, FWT {m['fwt']:.1f}, loss-BWT {m['loss_bwt']:+.3f}; "
                 f"{seconds}; {about}",
-                r_matrix_table(m, results["tasks"], results["base"], results["base_se"]),
+                r_matrix_table(m, results["tasks"], results["base"], results["base_se"], results.get("majority")),
                 loss_matrix_table(m, results["tasks"], results["base_L"]),
             ]
         else:

@@ -34,7 +34,7 @@ from mhmoe.cl.checkpoint import (
     save_checkpoint,
 )
 from mhmoe.cl.conditions import summarise_conditions, write_conditions_report
-from mhmoe.cl.evaluate import evaluate_stream
+from mhmoe.cl.evaluate import evaluate_stream, majority_answer_score
 from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.report import write_report
 from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE, expert_load, router_gradients, routers_fixed
@@ -592,6 +592,7 @@ def run_seed(
             "base": base.scores,
             "base_se": base.errors,
             "base_L": base.losses,
+            "majority": [majority_answer_score(t, config.eval.split) for t in tasks],
             "methods": {},
         }
     else:
