@@ -20,7 +20,7 @@ from mhmoe.config import EvalSettings
 from mhmoe.data.collate import prompt_batch, training_batch
 from mhmoe.data.trace import Task
 from mhmoe.distributed import map_shared
-from mhmoe.metrics.text import example_scores
+from mhmoe.metrics.text import example_scores, mean_score
 from mhmoe.metrics.uncertainty import score_error
 
 
@@ -119,8 +119,7 @@ def majority_answer_score(task: Task, split: str = "test") -> float:
         return 0.0
     answers = [e.answer for e in examples]
     constant = Counter(answers).most_common(1)[0][0]
-    per_example = example_scores(task.scorer, [constant] * len(answers), answers, [e.prompt for e in examples])
-    return sum(per_example) / len(per_example)
+    return mean_score(task.scorer, [constant] * len(answers), answers, [e.prompt for e in examples])
 
 
 @torch.no_grad()
