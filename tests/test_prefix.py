@@ -6,7 +6,14 @@ import pytest
 import torch
 
 import mhmoe
-from mhmoe.adapters.prefix import ACTIVATIONS, PrefixBank, prefix_attention, prefix_banks, train_only_task
+from mhmoe.adapters.prefix import (
+    ACTIVATIONS,
+    PrefixBank,
+    initialise_from_tokens,
+    prefix_attention,
+    prefix_banks,
+    train_only_task,
+)
 from mhmoe.adapters.task_identity import TaskIdentityError, known_task, pooled_states
 from mhmoe.cl.methods import HookContext
 from mhmoe.cl.methods.prefix import PrefixOptions, PrefixTuning
@@ -253,6 +260,73 @@ def test_the_hooks_train_each_task_and_store_its_prototype():
         resumed.before_task(model, second)
 
 
+def cached_real_states(model, batch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the (keys, values) of every unpadded token, (tokens, kv_heads, d) each, read from Transformers'
+    own KV cache of a plain forward: an independent record of what the attention saw."""
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        output = model.base_model(**batch, use_cache=True)
+    cache = output.cache if "cache" in output else output.past_key_values  # renamed in Transformers 5
+    return [(layer.keys.transpose(1, 2)[real], layer.values.transpose(1, 2)[real]) for layer in cache.layers]
+
+
+def matched_tokens(prefix: torch.Tensor, states: torch.Tensor) -> list[int]:
+    """For each prefix column (kv_heads, length, d), the real token whose state it equals (asserted exact)."""
+    columns = prefix.transpose(0, 1).flatten(1)  # (length, kv_heads * d)
+    distances = torch.cdist(columns, states.flatten(1))
+    assert distances.min(dim=1).values.max() < 1e-12
+    return distances.argmin(dim=1).tolist()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("extra", [0, 3])
+def test_token_initialisation_copies_the_frozen_models_keys_and_values_of_real_tokens(family, extra):
+    batch = left_padded([[5, 9, 3, 7, 11], [4, 6, 8]])  # distinct ids: no two tokens share a first-layer value
+    tokens = int(batch["attention_mask"].sum())
+    model = adapted(family, mhmoe.PrefixConfig(prefix_length=tokens + extra, tasks=2))
+    untouched = [p.clone() for p in prefix_banks(model)[0].task_parameters(0)]
+    reference = cached_real_states(model, batch)
+    initialise_from_tokens(model, 1, batch["input_ids"], batch["attention_mask"], seed=3)
+    chosen = None
+    for bank, (keys, values) in zip(prefix_banks(model), reference, strict=True):
+        prefix_keys, prefix_values = bank.task_parameters(1)
+        by_key, by_value = matched_tokens(prefix_keys, keys), matched_tokens(prefix_values, values)
+        assert by_key == by_value  # a column's key and value come from the same token
+        chosen = chosen or by_key
+        assert by_key == chosen  # the same tokens in every layer
+    counts = torch.bincount(torch.tensor(chosen), minlength=tokens)
+    assert counts.min() >= 1 and counts.max() <= 2 and counts.sum() == tokens + extra  # every token, none thrice
+    assert all(torch.equal(a, b) for a, b in zip(untouched, prefix_banks(model)[0].task_parameters(0), strict=True))
+    assert model.task_identity.choice.tasks is None  # the recording forward left no task chosen
+
+
+def test_hooks_initialise_a_task_once_so_a_resumed_task_keeps_its_trained_prefixes():
+    tokenizer = tiny_tokenizer()
+    model = adapted("llama", mhmoe.PrefixConfig(prefix_length=4, tasks=2))
+    task = tiny_task("a", ["1 2 3", "4 5 6", "7 8 9"])
+    hooks = PrefixTuning(PrefixOptions(init_examples=2), HookContext(tokenizer, 32, seed=0))
+    drawn = [p.clone() for p in prefix_banks(model)[0].task_parameters(0)]
+    hooks.before_task(model, task)
+    initialised = [p.clone() for p in prefix_banks(model)[0].task_parameters(0)]
+    assert not any(torch.equal(a, b) for a, b in zip(drawn, initialised, strict=True))
+    with torch.no_grad():
+        for p in prefix_banks(model)[0].task_parameters(0):
+            p.add_(1.0)  # "trained"
+    trained = [p.clone() for p in prefix_banks(model)[0].task_parameters(0)]
+    resumed = PrefixTuning(PrefixOptions(init_examples=2), HookContext(tokenizer, 32, seed=0))
+    resumed.load_state_dict(hooks.state_dict())
+    resumed.before_task(model, task)
+    assert all(torch.equal(a, b) for a, b in zip(trained, prefix_banks(model)[0].task_parameters(0), strict=True))
+    again = adapted("llama", mhmoe.PrefixConfig(prefix_length=4, tasks=2))
+    PrefixTuning(PrefixOptions(init_examples=2), HookContext(tokenizer, 32, seed=0)).before_task(again, task)
+    assert all(
+        torch.equal(a, b) for a, b in zip(initialised, prefix_banks(again)[0].task_parameters(0), strict=True)
+    )  # seeded: the same run initialises the same way
+    kept = adapted("llama", mhmoe.PrefixConfig(prefix_length=4, tasks=2))
+    PrefixTuning(PrefixOptions(init="uniform"), HookContext(tokenizer, 32, seed=0)).before_task(kept, task)
+    assert all(torch.equal(a, b) for a, b in zip(drawn, prefix_banks(kept)[0].task_parameters(0), strict=True))
+
+
 @pytest.mark.parametrize(
     ("make", "field"),
     [
@@ -262,6 +336,8 @@ def test_the_hooks_train_each_task_and_store_its_prototype():
         (lambda: mhmoe.NoRGaConfig(gate="relu"), "gate"),
         (lambda: mhmoe.PrefixConfig(target_modules=[]), "target_modules"),
         (lambda: PrefixOptions(prototype_examples=0), "prototype_examples"),
+        (lambda: PrefixOptions(init="zeros"), "init"),
+        (lambda: PrefixOptions(init_examples=0), "init_examples"),
         (lambda: mhmoe.attach(tiny_model(), mhmoe.PrefixConfig(target_modules=["up_proj"])), "target_modules"),
         (lambda: mhmoe.attach(tiny_model(), mhmoe.PrefixConfig(target_modules=["nothing"])), "target_modules"),
         (lambda: load_config(None, ["methods=[norga]", "adapters.norga.gate=relu"]), "gate"),

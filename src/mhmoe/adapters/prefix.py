@@ -14,6 +14,12 @@ post-RoPE (they carry no position) and every query sees them, padded rows includ
 the sequence, so the prefixes are concatenated on every call and never repeated per step. Gemma's score
 soft-capping, where set, applies to every score before the gate. Each row of the batch uses the prefixes of
 its own task (adapters/task_identity.py); with no task chosen, or length 0, the layer is the base model's.
+
+A fresh prefix drawn at random (the public code's uniform [-1, 1]) is a block of foreign keys that every query
+attends to: at the lengths a LoRA-sized budget gives (hundreds of columns against tens of real ones) it swamps
+the sequence, and the model starts far from its base behaviour. `initialise_from_tokens` instead copies the
+frozen model's own keys and values of real tokens (Li & Liang's initialisation from real words' activations),
+so a new prefix looks like more context of the task's own prompts.
 """
 
 from __future__ import annotations
@@ -26,7 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from mhmoe.adapters.config import AdapterConfig, check_int, matches_target
-from mhmoe.adapters.task_identity import IDENTITY_MODES, TASK_IDENTITY, TaskChoice, TaskIdentity, choose_tasks
+from mhmoe.adapters.task_identity import (
+    IDENTITY_MODES,
+    TASK_IDENTITY,
+    TaskChoice,
+    TaskIdentity,
+    choose_tasks,
+    prefixes_off,
+    sequence_positions,
+)
 from mhmoe.errors import ConfigError
 
 PREFIX_ATTENTION = "mhmoe_prefix"
@@ -88,7 +102,8 @@ class NoRGaConfig(PrefixConfig):
 
 class PrefixBank(nn.Module):
     """One attention layer's prefixes, adapter_keys_<t> / adapter_values_<t> per task t, and NoRGa's
-    adapter_gate_alpha / adapter_gate_tau when gated. Initialised uniform in [-1, 1], as the public code."""
+    adapter_gate_alpha / adapter_gate_tau when gated. Drawn uniform in [-1, 1], as the public code; the prefix
+    methods re-initialise each task's prefixes from real tokens before it trains (`initialise_from_tokens`)."""
 
     def __init__(
         self, *, kv_heads: int, head_dim: int, length: int, tasks: int, activation: str | None, choice: TaskChoice
@@ -96,6 +111,8 @@ class PrefixBank(nn.Module):
         super().__init__()
         self.length, self.tasks, self.activation = length, tasks, activation
         self.choice = choice
+        self.recorded: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        """While not None, every call of the attention function appends its (keys, values) here."""
         for t in range(tasks):
             for part in ("keys", "values"):
                 tensor = torch.empty(kv_heads, length, head_dim).uniform_(-1, 1)
@@ -166,6 +183,8 @@ def prefix_attention(
     SDPA path of the base model, call for call.
     """
     bank = getattr(module, BANK, None)
+    if bank is not None and bank.recorded is not None:
+        bank.recorded.append((key.detach(), value.detach()))
     tasks = bank.choice.tasks if bank is not None else None
     if (tasks is None or bank.length == 0) and softcap is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -290,3 +309,43 @@ def train_only_task(model: nn.Module, current: int) -> None:
         for param in bank.gate_parameters():
             param.requires_grad_(True)
     identity.training_task = current
+
+
+@torch.no_grad()
+def initialise_from_tokens(
+    model: nn.Module, task: int, input_ids: torch.Tensor, attention_mask: torch.Tensor, seed: int
+) -> None:
+    """Set task `task`'s prefixes in every layer to the frozen model's keys and values (post-RoPE, as the
+    attention sees them) of `prefix_length` real tokens of the batch: a seeded draw without replacement over
+    its unpadded tokens, repeated whole when there are fewer, the same tokens in every layer."""
+    banks = prefix_banks(model)
+    if not banks or banks[0].length == 0:
+        return
+    for bank in banks:
+        bank.recorded = []
+    try:
+        with prefixes_off(model):
+            model.base_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=sequence_positions(attention_mask),
+                use_cache=False,
+            )
+        recorded = [bank.recorded for bank in banks]
+    finally:
+        for bank in banks:
+            bank.recorded = None
+    rows, columns = attention_mask.bool().nonzero(as_tuple=True)
+    if len(rows) == 0:
+        raise ConfigError("prefix: no real token to initialise the prefixes from (every row is padding)")
+    generator = torch.Generator().manual_seed(seed)
+    length = banks[0].length
+    draws = [torch.randperm(len(rows), generator=generator) for _ in range(-(-length // len(rows)))]
+    chosen = torch.cat(draws)[:length].to(rows.device)
+    for bank, calls in zip(banks, recorded, strict=True):
+        if len(calls) != 1:
+            raise RuntimeError(f"prefix: expected one attention call per layer, got {len(calls)}")
+        keys, values = calls[0]
+        for param, states in zip(bank.task_parameters(task), (keys, values), strict=True):
+            picked = states[rows[chosen], :, columns[chosen]]  # (length, kv_heads, head_dim)
+            param.copy_(picked.transpose(0, 1).to(param))

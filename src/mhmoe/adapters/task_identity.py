@@ -123,6 +123,11 @@ def prefixes_off(model: nn.Module) -> Iterator[None]:
             identity.choice.set(*saved)
 
 
+def sequence_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids counted from each row's first real token, so left padding moves nothing."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 @torch.no_grad()
 def pooled_states(model: nn.Module, input_ids, attention_mask, inputs_embeds=None) -> torch.Tensor:
     """The frozen model's pooled state of each row: the mean over its unpadded tokens of the last hidden state
@@ -130,10 +135,12 @@ def pooled_states(model: nn.Module, input_ids, attention_mask, inputs_embeds=Non
     reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
     if attention_mask is None:
         attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     with prefixes_off(model):
         hidden = model.base_model(
-            input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=positions
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=sequence_positions(attention_mask),
         ).last_hidden_state
     weights = attention_mask.to(torch.float32).unsqueeze(-1)
     return (hidden.float() * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
