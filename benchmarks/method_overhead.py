@@ -6,7 +6,7 @@ next (loss, penalty, backward, the method's after-backward hook, clipping, AdamW
 warm-up and is dropped. The end-of-task hook (EWC's Fisher, storing a memory) is timed on its own.
 Adapters are matched in activated parameters exactly as in a run of the preset.
 
-    python benchmarks/method_overhead.py            # the baselines preset on SmolLM2, about 6 minutes
+    python benchmarks/method_overhead.py            # the baselines preset on SmolLM2, about 9 minutes
     python benchmarks/method_overhead.py --steps 4 --model tiny:llama
 """
 
