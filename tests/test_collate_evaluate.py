@@ -77,3 +77,18 @@ def test_training_on_collated_labels_teaches_generation(tokenizer):
     score, predictions = found.score, found.predictions
     assert predictions == ["7 7", "B"] and score == 100.0 and found.error == 0.0
     assert mean_score("accuracy", predictions, ["7 7", "C"]) == 50.0
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluating_switches_to_eval_and_restores_the_previous_mode_even_on_an_error(training):
+    from torch import nn
+
+    from mhmoe.cl.modes import evaluating
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).train(training)
+    with evaluating(model):
+        assert not model.training and not model[1].training
+    assert model.training == training and model[1].training == training
+    with pytest.raises(RuntimeError, match="boom"), evaluating(model):
+        raise RuntimeError("boom")
+    assert model.training == training

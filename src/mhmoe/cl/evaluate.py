@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from mhmoe.adapters.task_identity import known_task
 from mhmoe.cl.loss import answer_nll_per_example
+from mhmoe.cl.modes import evaluating
 from mhmoe.config import EvalSettings
 from mhmoe.data.collate import prompt_batch, training_batch
 from mhmoe.data.trace import Task
@@ -36,26 +37,24 @@ def generate(
     progress: bool = False,
 ) -> list[str]:
     """Greedy continuations of `prompts` (new text only, special tokens dropped, stripped)."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     outputs = []
     starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="generate", disable=not progress, leave=False):
-        batch = prompt_batch(tokenizer, prompts[start : start + batch_size], max_prompt_tokens)
-        # generate() derives position ids from the attention mask itself, step by step.
-        batch = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
-        tokens = model.generate(
-            **batch,
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            use_cache=True,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        new = tokens[:, batch["input_ids"].shape[1] :]
-        outputs += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    model.train(was_training)
+    with evaluating(model):
+        for start in tqdm(starts, desc="generate", disable=not progress, leave=False):
+            batch = prompt_batch(tokenizer, prompts[start : start + batch_size], max_prompt_tokens)
+            # generate() derives position ids from the attention mask itself, step by step.
+            batch = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
+            tokens = model.generate(
+                **batch,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                use_cache=True,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            new = tokens[:, batch["input_ids"].shape[1] :]
+            outputs += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return outputs
 
 
@@ -129,8 +128,6 @@ def task_loss(model, tokenizer, task: Task, split: str = "test", *, batch_size: 
     The answers (with their end-of-sequence token) are scored after their prompts, one forward per batch;
     the mean is over every answer token of the split, as the training loss weighs them.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     examples = task.split(split)
     chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
@@ -140,8 +137,8 @@ def task_loss(model, tokenizer, task: Task, split: str = "test", *, batch_size: 
         nll, count = answer_nll_per_example(model, batch)
         return float(nll.sum()), int(count.sum())
 
-    parts = map_shared(chunk_nll, chunks, desc="loss", progress=False)
-    model.train(was_training)
+    with evaluating(model):
+        parts = map_shared(chunk_nll, chunks, desc="loss", progress=False)
     return sum(n for n, _ in parts) / max(sum(c for _, c in parts), 1)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from mhmoe.adapters import AdapterConfig, LoRAMoEConfig
 from mhmoe.cl.loss import accepts_logits_to_keep
+from mhmoe.cl.modes import evaluating
 from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Task
 from mhmoe.observe import moe_layers, record_routes
@@ -78,21 +79,19 @@ def expert_load(
     model: nn.Module, tokenizer: Any, tasks: Sequence[Task], split: str, *, batch_size: int, max_length: int
 ) -> dict[str, dict[str, list]]:
     """Per MoE layer and head, the expert shares over every real (unpadded) token of the tasks' `split`."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     chosen: dict[str, list[torch.Tensor]] = {}
-    for task in tasks:
-        examples = task.split(split)
-        for start in range(0, len(examples), batch_size):
-            batch = training_batch(tokenizer, examples[start : start + batch_size], max_length)
-            real = batch["attention_mask"].bool().reshape(-1)
-            inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
-            extra = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
-            with record_routes(model, probs=False) as routes:
-                model(**inputs, use_cache=False, **extra)
-            for name, log in routes.items():
-                chosen.setdefault(name, []).append(log.tokens()[0][real])
-    model.train(was_training)
+    with evaluating(model):
+        for task in tasks:
+            examples = task.split(split)
+            for start in range(0, len(examples), batch_size):
+                batch = training_batch(tokenizer, examples[start : start + batch_size], max_length)
+                real = batch["attention_mask"].bool().reshape(-1)
+                inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids")}
+                extra = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
+                with record_routes(model, probs=False) as routes:
+                    model(**inputs, use_cache=False, **extra)
+                for name, log in routes.items():
+                    chosen.setdefault(name, []).append(log.tokens()[0][real])
     layers = moe_layers(model)
     return {name: _load(torch.cat(parts), layers[name].experts) for name, parts in chosen.items()}

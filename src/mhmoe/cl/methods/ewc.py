@@ -24,6 +24,7 @@ from mhmoe.adapters.config import check_int, check_positive
 from mhmoe.cl.methods.hooks import HookContext
 from mhmoe.cl.methods.memory import examples_loss, sample_examples
 from mhmoe.cl.methods.windows import StepWindows
+from mhmoe.cl.modes import evaluating
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters
@@ -98,13 +99,11 @@ class EWC:
     def after_task(self, model: nn.Module, task: Task) -> None:
         examples = sample_examples(task, self.options.fisher_examples, seed=self.context.seed, purpose="ewc")
         params = adapter_parameters(model)
-        was_training = model.training
-        model.eval()  # no dropout in the estimate
-        new = diagonal_fisher(
-            params,
-            (lambda e=e: examples_loss(model, self.context, [e], reduction="sum") for e in examples),
-        )
-        model.train(was_training)
+        with evaluating(model):  # no dropout in the estimate
+            new = diagonal_fisher(
+                params,
+                (lambda e=e: examples_loss(model, self.context, [e], reduction="sum") for e in examples),
+            )
         decay = 1.0 if self.options.decay is None else self.options.decay
         self.fisher = {n: decay * self.fisher[n] + f if self.fisher else f for n, f in new.items()}
         self.anchor = {n: p.detach().clone() for n, p in params.items()}

@@ -19,6 +19,7 @@ from mhmoe.adapters.config import check_int
 from mhmoe.adapters.prefix import initialise_from_tokens, task_identity, train_only_task
 from mhmoe.adapters.task_identity import pooled_states
 from mhmoe.cl.methods.hooks import HookContext
+from mhmoe.cl.modes import evaluating
 from mhmoe.data.collate import prompt_batch
 from mhmoe.data.trace import Task
 from mhmoe.errors import ConfigError
@@ -55,13 +56,11 @@ def task_prototype_states(model: nn.Module, task: Task, context: HookContext, ex
     """The frozen model's pooled state of each sampled training prompt of `task`, one row each."""
     prompts = sampled_prompts(task, context.seed, examples)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     rows = []
-    for start in range(0, len(prompts), context.batch_size):
-        batch = prompt_batch(context.tokenizer, prompts[start : start + context.batch_size], context.max_length)
-        rows.append(pooled_states(model, batch["input_ids"].to(device), batch["attention_mask"].to(device)))
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(prompts), context.batch_size):
+            batch = prompt_batch(context.tokenizer, prompts[start : start + context.batch_size], context.max_length)
+            rows.append(pooled_states(model, batch["input_ids"].to(device), batch["attention_mask"].to(device)))
     return torch.cat(rows)
 
 
@@ -70,12 +69,10 @@ def initialise_task_prefixes(model: nn.Module, index: int, task: Task, context: 
     prompts = sampled_prompts(task, context.seed + index, examples)
     batch = prompt_batch(context.tokenizer, prompts, context.max_length)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    initialise_from_tokens(
-        model, index, batch["input_ids"].to(device), batch["attention_mask"].to(device), seed=context.seed + index
-    )
-    model.train(was_training)
+    with evaluating(model):
+        initialise_from_tokens(
+            model, index, batch["input_ids"].to(device), batch["attention_mask"].to(device), seed=context.seed + index
+        )
 
 
 class PrefixTuning:
