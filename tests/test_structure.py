@@ -1,6 +1,7 @@
 """The repository's shape: every committed link resolves, and the method modules form no import cycle."""
 
 import ast
+import re
 import subprocess
 from pathlib import Path
 
@@ -31,6 +32,32 @@ def test_readme_configs_folder_holds_the_presets():
         p.name for p in (ROOT / "src" / "mhmoe" / "configs").glob("*.yaml")
     )
     assert (ROOT / "configs" / "quickstart.yaml").is_file()
+
+
+def _heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors for a markdown text's headings (lower-cased, punctuation dropped, spaces as hyphens)."""
+    headings = re.findall(r"^#+ (.*)$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_readme_and_docs_links_resolve():
+    """Every relative link and image in README.md and docs/*.md names a file that exists, and an anchor it has."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path) if path else page
+            if not dest.exists():
+                broken.append(f"{page.name}: {target}")
+            elif anchor and anchor not in _heading_anchors(
+                re.sub(r"```.*?```", "", dest.read_text(encoding="utf-8"), flags=re.S)
+            ):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, f"links that do not resolve: {broken}"
 
 
 def _imported_modules(path: Path) -> set[str]:
