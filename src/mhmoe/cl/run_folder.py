@@ -1,39 +1,82 @@
-"""The run folder: its creation (never over an earlier run), its metrics log, and settings for trackers."""
+"""The run folder: every path in it, whether it has finished, its creation (never over an earlier run), its
+metrics log, and settings for trackers."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 
+from mhmoe.cl.checkpoint import FOLDER as CHECKPOINTS
+from mhmoe.cl.checkpoint import load_checkpoint
+from mhmoe.cl.results import Results, RunResults, read_results, write_results
 from mhmoe.config import RunConfig
 from mhmoe.distributed import process_state
-from mhmoe.errors import ConfigError
+from mhmoe.files import write_text
 
 
-def new_run_dir(config: RunConfig, preset: str | None = None) -> Path:
-    """A fresh run folder; an existing non-empty one is refused rather than overwritten.
+class RunFolder:
+    """One run folder and every path in it; a multi-seed or repeated run nests seed-<s>/ and <condition>/ ones."""
 
-    Under several processes the first one names the folder (the name may hold the time) and creates it;
-    every process checks it first, so all of them stop alike on a used folder.
-    """
-    state = process_state()
-    name = config.name or f"{preset or '-'.join(config.entry_names())}-{datetime.now():%Y%m%d-%H%M%S}"
-    if state.num_processes > 1:
-        name = broadcast_object_list([name])[0]
-    run_dir = Path(config.output_dir) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir}: run folder exists and is not empty; choose another name (--set name=...)")
-    state.wait_for_everyone()
-    if state.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    state.wait_for_everyone()
-    return run_dir
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    config = property(lambda self: self.path / "config.yaml")
+    results = property(lambda self: self.path / "results.json")
+    report = property(lambda self: self.path / "report.md")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    plan = property(lambda self: self.path / "plan.json")
+    """The run's fingerprint (top folder only): what a resume must match."""
+    checkpoints = property(lambda self: self.path / CHECKPOINTS)
+
+    def adapter(self, entry: str, segment: str) -> Path:
+        """adapters/<entry>/<k>-<task> (or 'stream' without task boundaries)."""
+        return self.path / "adapters" / entry / segment
+
+    def seed(self, seed: int) -> RunFolder:
+        return RunFolder(self.path / f"seed-{seed}")
+
+    def condition(self, name: str) -> RunFolder:
+        return RunFolder(self.path / name)
+
+    def read(self) -> Results:
+        return read_results(self.results)
+
+    def write(self, results: Results) -> None:
+        write_results(self.results, results)
+
+    @property
+    def finished(self) -> bool:
+        """Its results are complete: a summary (written last), or one seed's run marked complete."""
+        if not self.results.is_file():
+            return False
+        results = self.read()
+        if isinstance(results, RunResults) and not results.complete:
+            return self.report.is_file() and not self.checkpoints.exists()  # schema 1 had no flag
+        return True
+
+    def checkpoint(self):
+        """The newest checkpoint (None when there is none)."""
+        return load_checkpoint(self.path) if self.path.is_dir() else None
+
+    def begin(self, config: RunConfig, *, replace: bool = False) -> RunFolder:
+        """Create (or, with `replace`, empty) the folder and write its config.yaml (rank 0 writes)."""
+        state = process_state()
+        if state.is_main_process:
+            if replace:
+                shutil.rmtree(self.path, ignore_errors=True)
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_text(self.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        state.wait_for_everyone()
+        return self
 
 
 class MetricsLog:

@@ -111,6 +111,29 @@ def _accumulate(model, plain, micro: list[dict], hooks: Hooks, accelerator: Acce
     return data, extra
 
 
+def _optimizer_step(
+    model: nn.Module, micro: list[dict], hooks: Hooks, accelerator: Accelerator, settings: TrainSettings, optim, where
+) -> tuple[float, float | None, float]:
+    """One optimizer step over this process's micro-batches; returns the step's loss, gradient norm and rate."""
+    optimizer, scheduler = optim
+    plain = accelerator.unwrap_model(model)  # hooks see parameter names without a DDP/FSDP prefix
+    tokens = _answer_tokens(micro, accelerator)
+    data, extra = _accumulate(model, plain, micro, hooks, accelerator, answer_tokens=tokens)
+    loss_value = float(accelerator.reduce(data, "sum") + accelerator.reduce(extra, "mean"))
+    if not math.isfinite(loss_value):
+        label, step = where
+        raise TrainingError(f"{label}: the loss became {loss_value} at step {step}; lower train.lr")
+    hooks.after_backward(plain)
+    grad_norm = None
+    if settings.max_grad_norm is not None:
+        grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm))
+    lr = scheduler.get_last_lr()[0]  # the rate this step used; scheduler.step() moves to the next
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_value, grad_norm, lr
+
+
 def train_task(
     model: nn.Module,
     tokenizer,
@@ -186,49 +209,23 @@ def train_steps(
         first_step = resume["step"] + 1
     model.train()
     start, tokens, loss_value = time.perf_counter(), 0, float("nan")
-    bar = tqdm(
-        plan[first_step - 1 :],
-        desc=label,
-        disable=not progress or not accelerator.is_main_process,
-        leave=False,
-        initial=first_step - 1,
-        total=steps,
-    )
-    plain = accelerator.unwrap_model(model)  # hooks see parameter names without a DDP/FSDP prefix
+    shown = progress and accelerator.is_main_process
+    bar = tqdm(plan[first_step - 1 :], desc=label, disable=not shown, leave=False, initial=first_step - 1, total=steps)
     rank, world = accelerator.process_index, accelerator.num_processes
     for step, step_examples in enumerate(bar, start=first_step):
         step_start = time.perf_counter()
         micro = list(_micro_batches(tokenizer, step_examples[rank::world], settings))  # this process's share
         step_tokens = sum(int(batch["attention_mask"].sum()) for batch in micro)
-        data, extra = _accumulate(
-            model, plain, micro, hooks, accelerator, answer_tokens=_answer_tokens(micro, accelerator)
+        loss_value, grad_norm, lr = _optimizer_step(
+            model, micro, hooks, accelerator, settings, (optimizer, scheduler), (label, step)
         )
-        loss_value = float(accelerator.reduce(data, "sum") + accelerator.reduce(extra, "mean"))
-        if not math.isfinite(loss_value):
-            raise TrainingError(f"{label}: the loss became {loss_value} at step {step}; lower train.lr")
-        hooks.after_backward(plain)
-        grad_norm = None
-        if settings.max_grad_norm is not None:
-            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm))
-        lr = scheduler.get_last_lr()[0]  # the rate this step used; scheduler.step() moves to the next
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         tokens += step_tokens
         if after_step is not None:
             after_step(step_examples)
         bar.set_postfix(loss=f"{loss_value:.3f}")
         if step % settings.log_every == 0 or step == steps:
-            seconds = time.perf_counter() - step_start
-            log(
-                {
-                    "step": step,
-                    "loss": loss_value,
-                    "lr": lr,
-                    "grad_norm": grad_norm,
-                    "tokens_per_s": step_tokens / seconds,
-                }
-            )
+            speed = step_tokens / (time.perf_counter() - step_start)
+            log({"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": speed})
         if on_step is not None:
             on_step(step, optimizer, scheduler)
     model.eval()

@@ -1,0 +1,224 @@
+"""A run's plan, resolved once before anything trains: its entries, the process checks, every seed's stream,
+and the tree of cells (a condition, then a seed), each with its folder.
+
+Everything that can be wrong with the settings or the data is found here, before the model loads or a folder
+is written. The plan's fingerprint (resolved settings, model, seeds, code and library versions) is stored in
+the run folder; resuming resolves the saved config again and refuses to continue a run whose fingerprint
+differs, naming what changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from accelerate.utils import broadcast_object_list
+
+from mhmoe.cl.run_folder import RunFolder, flat_settings
+from mhmoe.config import RunConfig, load_config
+from mhmoe.data.stream import load_tasks
+from mhmoe.data.trace import Task
+from mhmoe.distributed import process_state
+from mhmoe.errors import CheckpointError, ConfigError
+from mhmoe.files import write_json
+from mhmoe.variants import Entry
+
+
+@dataclass
+class SeedCell:
+    """One seed's complete run of every entry: the leaf of the plan, a single-seed run folder."""
+
+    config: RunConfig
+    """The settings it runs with: `seed` is this cell's seed, `seeds` empty."""
+    folder: RunFolder
+    tasks: list[Task]
+
+
+@dataclass
+class SeedsCell:
+    """Several seeds of one stream (seed-<s>/ folders), summarised over seeds at its top."""
+
+    config: RunConfig
+    folder: RunFolder
+    seeds: list[SeedCell]
+
+
+@dataclass
+class ConditionsCell:
+    """The run repeated over orders or modes (<condition>/ folders), compared at its top."""
+
+    config: RunConfig
+    folder: RunFolder
+    kind: str
+    """What varies: 'order' or 'mode'."""
+    conditions: dict[str, SeedCell | SeedsCell]
+
+
+Cell = SeedCell | SeedsCell | ConditionsCell
+
+
+@dataclass
+class RunPlan:
+    config: RunConfig
+    root: Cell
+    entries: list[Entry]
+    """Every row of the run (methods, then variants), resolved but not yet matched to a model."""
+    fingerprint: dict[str, Any]
+
+
+def check_processes(config: RunConfig, entries: list[Entry]) -> None:
+    """Every process must get an equal share of each optimizer step's examples."""
+    world = process_state().num_processes
+    per_step = config.train.batch_size * config.train.grad_accum
+    if per_step % world:
+        raise ConfigError(
+            f"train.batch_size * train.grad_accum = {per_step} examples per step do not split evenly over "
+            f"{world} processes"
+        )
+    for entry in entries:
+        if world > 1 and entry.adapter.kind in PER_TASK_KINDS:
+            raise ConfigError(
+                f"method '{entry.method}' changes which parameters train between tasks, which DDP cannot follow"
+            )
+
+
+PER_TASK_KINDS = ("olora", "prefix", "norga")
+"""Adapter kinds that train a different part of themselves on each task."""
+
+
+def _seed_cells(config: RunConfig, folder: RunFolder, name: str) -> SeedCell | SeedsCell:
+    """One stream's seeds: the folder itself for one seed, else seed-<s>/ folders under it."""
+    seeds = config.seed_list()
+    if len(seeds) == 1:
+        single = dataclasses.replace(config, seed=seeds[0], seeds=[])
+        return SeedCell(single, folder, load_tasks(single.data, single.seed))
+    cells = []
+    for seed in seeds:
+        single = dataclasses.replace(config, seed=seed, seeds=[], name=f"{name}/seed-{seed}")
+        cells.append(SeedCell(single, folder.seed(seed), load_tasks(single.data, seed)))
+    return SeedsCell(config, folder, cells)
+
+
+def _cells(config: RunConfig, folder: RunFolder) -> Cell:
+    """The tree of cells under `folder`; every seed's data is read (and checked) here."""
+    conditions = config.conditions()
+    if None in conditions:
+        return _seed_cells(config, folder, config.name or folder.path.name)
+    children = {}
+    for name, condition in conditions.items():
+        condition = dataclasses.replace(condition, name=f"{folder.path.name}/{name}")
+        children[name] = _seed_cells(condition, folder.condition(name), condition.name)
+    return ConditionsCell(config, folder, "order" if config.orders else "mode", children)
+
+
+def _code_digest() -> str:
+    """A digest of the package's own source files: two runs with the same digest ran the same code."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+UNCHECKED = ("name", "output_dir", "progress", "log_with")
+"""Settings a resumed run may differ in: where and how it reports, not what it computes."""
+
+
+def fingerprint(config: RunConfig) -> dict[str, Any]:
+    """What must stay the same for a resumed run to end with the results of an uninterrupted one."""
+    settings = {k: v for k, v in flat_settings(config.to_dict()).items() if k.split(".")[0] not in UNCHECKED}
+    return {
+        "settings": settings,
+        "model": config.model.name,
+        "seeds": config.seed_list(),
+        "code": _code_digest(),
+        "versions": {name: metadata.version(name) for name in ("torch", "transformers", "accelerate")},
+        "python": sys.version.split()[0],
+    }
+
+
+def provenance(plan_fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """What a result records of what produced it (the fingerprint without the settings, which config.yaml holds,
+    plus their hash and the thread count in use)."""
+    import torch
+
+    settings = json.dumps(plan_fingerprint["settings"], sort_keys=True).encode()
+    kept = {k: v for k, v in plan_fingerprint.items() if k not in ("settings", "seeds")}
+    return kept | {"settings_sha256": hashlib.sha256(settings).hexdigest()[:16], "threads": torch.get_num_threads()}
+
+
+def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprints, each as 'key: saved -> now'."""
+    found = []
+    for key in sorted(set(saved) | set(now)):
+        before, after = saved.get(key), now.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            found += [f"{key}.{d}" for d in differences(before, after)]
+        elif before != after:
+            found.append(f"{key}: {json.dumps(before)} -> {json.dumps(after)}")
+    return found
+
+
+def new_folder_path(config: RunConfig, preset: str | None) -> RunFolder:
+    """A fresh run folder's path (the first process names it: the name may hold the time); nothing is created."""
+    name = config.name or f"{preset or '-'.join(config.entry_names())}-{datetime.now():%Y%m%d-%H%M%S}"
+    if process_state().num_processes > 1:
+        name = broadcast_object_list([name])[0]
+    folder = RunFolder(Path(config.output_dir) / name)
+    if folder.path.exists() and any(folder.path.iterdir()):
+        raise ConfigError(f"{folder.path}: run folder exists and is not empty; choose another name (--set name=...)")
+    return folder
+
+
+def resolve(
+    config: RunConfig | None = None, *, preset: str | None = None, resume: str | Path | None = None
+) -> RunPlan:
+    """The plan of a new run of `config`, or of continuing the interrupted run folder `resume`."""
+    if resume is not None:
+        return _resume_plan(RunFolder(Path(resume)))
+    entries = config.entries()
+    check_processes(config, entries)
+    folder = new_folder_path(config, preset)
+    return RunPlan(config, _cells(config, folder), entries, fingerprint(config))
+
+
+def _resume_plan(folder: RunFolder) -> RunPlan:
+    if not folder.config.is_file():
+        raise CheckpointError(f"{folder.config}: not found; --resume needs a run folder written by `mhmoe run`")
+    config = load_config(folder.config)
+    entries = config.entries()
+    check_processes(config, entries)
+    plan = RunPlan(config, _cells(config, folder), entries, fingerprint(config))
+    if folder.plan.is_file():
+        saved = json.loads(folder.plan.read_text(encoding="utf-8"))
+        changed = differences(saved, plan.fingerprint)
+        if changed:
+            raise CheckpointError(
+                f"{folder.plan}: the run was started with other settings or code; resuming would mix results "
+                f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''})"
+            )
+    if folder.finished:
+        raise CheckpointError(f"{folder.path}: nothing to resume (the run has finished)")
+    if isinstance(plan.root, SeedCell) and folder.checkpoint() is None:
+        reason = "it was stopped before its first checkpoint; start it again"
+        raise CheckpointError(f"{folder.path}: nothing to resume ({reason})")
+    return plan
+
+
+def start(plan: RunPlan) -> None:
+    """Create the plan's top folder with its config.yaml and fingerprint (a new run only)."""
+    state = process_state()
+    folder = plan.root.folder
+    if state.is_main_process:
+        folder.path.mkdir(parents=True, exist_ok=True)
+    folder.begin(plan.config)
+    if state.is_main_process:
+        write_json(folder.plan, plan.fingerprint)
+    state.wait_for_everyone()
