@@ -37,8 +37,6 @@ def _analysis_settings():
 def _shortcuts(args: argparse.Namespace) -> list[str]:
     """The convenience flags as the --set overrides they stand for."""
     overrides = []
-    if getattr(args, "methods", None):
-        overrides.append(f"methods=[{args.methods}]")
     for flag, key in (("model", "model.name"), ("benchmark", "data.benchmark"), ("data_dir", "data.data_dir")):
         if getattr(args, flag, None):
             overrides.append(f"{key}={getattr(args, flag)}")
@@ -62,24 +60,25 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def command_run(args: argparse.Namespace) -> int:
     from mhmoe.cl.conditions import conditions_table
     from mhmoe.cl.report import run_table
+    from mhmoe.cl.results import ConditionsSummary, SeedsSummary, to_dict
     from mhmoe.cl.run import run
+    from mhmoe.cl.run_folder import RunFolder
     from mhmoe.cl.seeds import seeds_table
-    from mhmoe.config import DEFAULT_PRESET, load_config
+    from mhmoe.config import DEFAULT_PRESET, load_config, select_entries
     from mhmoe.distributed import process_state
 
     if args.resume:
-        if args.config or _shortcuts(args):
+        if args.config or _shortcuts(args) or args.methods:
             raise ConfigError("--resume continues a run with its own saved settings; give no CONFIG or overrides")
         run_dir = run(resume=args.resume)
     else:
         source = args.config or DEFAULT_PRESET
-        run_dir = run(load_config(source, _shortcuts(args)), preset=Path(source).stem)
+        config = select_entries(load_config(source, _shortcuts(args)), args.methods)
+        run_dir = run(config, preset=Path(source).stem)
     if process_state().is_main_process:  # under torchrun / accelerate launch, one process reports
-        results = json.loads((run_dir / "results.json").read_text())
-        if "conditions" in results:
-            print(conditions_table(results))
-        else:
-            print(seeds_table(results) if "seeds" in results else run_table(results))
+        results = RunFolder(run_dir).read()
+        table = {ConditionsSummary: conditions_table, SeedsSummary: seeds_table}.get(type(results), run_table)
+        print(table(to_dict(results)))
         print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 
@@ -118,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config_arguments(run)
-    run.add_argument("--methods", help="comma-separated methods, e.g. lora,loramoe,mhmoe")
+    run.add_argument(
+        "--methods",
+        help="comma-separated entries to run: methods (e.g. lora,loramoe,mhmoe) or the config's variant names",
+    )
     run.add_argument("--name", help="run folder name under output_dir")
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: every method runs once per seed")
     run.add_argument(

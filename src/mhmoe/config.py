@@ -557,6 +557,28 @@ def load_config(source: str | Path | None = DEFAULT_PRESET, overrides: list[str]
         raise ConfigError(f"{source or 'config'}: {err}") from None
 
 
+def select_entries(config: RunConfig, names: str | None) -> RunConfig:
+    """`config` with only the named rows (`--methods`): any method, or any variant the config defines.
+
+    'compare_to' is kept if it is selected, else the default reference applies.
+    """
+    if not names:
+        return config
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    for name in wanted:
+        if name not in config.variants and name not in METHODS:
+            raise ConfigError(
+                f"--methods: {name!r} is neither a method {sorted(METHODS)} nor a variant of this config "
+                f"{sorted(config.variants)}"
+            )
+    data = config.to_dict() | {
+        "methods": [name for name in wanted if name not in config.variants],
+        "variants": {name: config.variants[name] for name in wanted if name in config.variants},
+        "compare_to": config.compare_to if config.compare_to in wanted else None,
+    }
+    return _build(RunConfig, data)
+
+
 @cache
 def field_docs(cls: type) -> dict[str, str]:
     """Each field's docstring (the string literal right after it in the class body), for --help."""
