@@ -61,6 +61,14 @@ class AdapterConfig:
     def size(self) -> int:
         return getattr(self, self.size_field)
 
+    def activated_parameters(self, d_in: int, d_out: int) -> int:
+        """Adapter parameters one token touches in one adapted module of shape [d_in, d_out]; each kind counts."""
+        raise NotImplementedError(f"adapter kind '{self.kind}' does not count its activated parameters")
+
+    def total_parameters(self, d_in: int, d_out: int) -> int:
+        """All adapter parameters of one adapted module of shape [d_in, d_out]; each kind counts."""
+        raise NotImplementedError(f"adapter kind '{self.kind}' does not count its total parameters")
+
     def resized(self, size: int) -> AdapterConfig:
         """This config with `size` in its size field (what budget matching changes)."""
         return replace(self, **{self.size_field: size})

@@ -33,6 +33,12 @@ class OLoRAConfig(LowRankConfig):
         super().__post_init__()
         check_int(self.kind, "tasks", self.tasks)
 
+    def activated_parameters(self, d_in: int, d_out: int) -> int:
+        return self.tasks * self.rank * (d_in + d_out)  # every task's LoRA stays in the forward
+
+    def total_parameters(self, d_in: int, d_out: int) -> int:
+        return self.tasks * self.rank * (d_in + d_out)
+
 
 class OLoRALinear(nn.Module):
     """A frozen `base_layer` plus one low-rank update per task, parameters adapter_A_<t> / adapter_B_<t>."""
