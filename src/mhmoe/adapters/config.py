@@ -43,6 +43,9 @@ class AdapterConfig:
     kind: ClassVar[str] = "adapter"
     size_field: ClassVar[str] = "rank"
     """The field a parameter budget is matched through (rank for the low-rank kinds, prefix_length for prefixes)."""
+    per_task: ClassVar[bool] = False
+    """Whether the kind trains a different part of itself on each task; such a kind has a `tasks` field, one part
+    per task, which `for_stream` sets."""
 
     target_modules: list[str] | str = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
     """PEFT-style: a list of module-name suffixes, or one regular expression matched against the full name."""
@@ -60,6 +63,10 @@ class AdapterConfig:
     @property
     def size(self) -> int:
         return getattr(self, self.size_field)
+
+    def for_stream(self, tasks: int) -> AdapterConfig:
+        """This config sized to a stream of `tasks` tasks: one part per task for a per-task kind, else unchanged."""
+        return replace(self, tasks=tasks) if self.per_task else self
 
     def activated_parameters(self, d_in: int, d_out: int) -> int:
         """Adapter parameters one token touches in one adapted module of shape [d_in, d_out]; each kind counts."""

@@ -25,6 +25,7 @@ class OLoRAConfig(LowRankConfig):
     """A stack of per-task LoRAs (the O-LoRA baseline); `rank` is each task's rank."""
 
     kind: ClassVar[str] = "olora"
+    per_task: ClassVar[bool] = True
 
     tasks: int = 1
     """LoRAs in the stack, one per task of the stream (a run sets it to the stream's length)."""

@@ -56,6 +56,7 @@ class PrefixConfig(AdapterConfig):
 
     kind: ClassVar[str] = "prefix"
     size_field: ClassVar[str] = "prefix_length"
+    per_task: ClassVar[bool] = True
 
     target_modules: list[str] | str = field(default_factory=lambda: ["self_attn"])
     """Attention modules that get prefixes (name suffixes or one regex); each needs `k_proj` and `head_dim`."""

@@ -66,18 +66,12 @@ def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> 
     reference = config.adapter(config.match_activated) if config.match_activated else None
     entries = {}
     for entry in config.entries():
-        adapter = entry.adapter
-        if "tasks" in adapter.__dataclass_fields__:
-            adapter = dataclasses.replace(adapter, tasks=stream_length)
+        adapter = entry.adapter.for_stream(stream_length)
         check_attachable(model, adapter)
         if reference is not None and entry.match != "none" and adapter != reference:
             adapter = adapter.resized(matched_size(model, adapter, reference, entry.match))
         entries[entry.name] = dataclasses.replace(entry, adapter=adapter)
     return entries
-
-
-PER_TASK_KINDS = ("olora", "prefix", "norga")
-"""Adapter kinds that train a different part of themselves on each task."""
 
 
 def check_processes(config: RunConfig) -> None:
@@ -90,7 +84,7 @@ def check_processes(config: RunConfig) -> None:
             f"{world} processes"
         )
     for entry in config.entries():
-        if world > 1 and METHODS[entry.method].adapter in PER_TASK_KINDS:
+        if world > 1 and entry.adapter.per_task:
             raise ConfigError(
                 f"method '{entry.method}' changes which parameters train between tasks, which DDP cannot follow"
             )
