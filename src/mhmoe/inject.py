@@ -69,12 +69,8 @@ def module_shapes(model: nn.Module, config: AdapterConfig) -> dict[str, list[int
 def check_attachable(model: nn.Module, config: AdapterConfig) -> dict[str, list[int]]:
     """The shapes of the modules `config` would adapt, after checking it can adapt every one; changes nothing."""
     shapes = module_shapes(model, config)
-    heads = getattr(config, "router_heads", 1)
-    for name, (d_in, _) in shapes.items():
-        if d_in % heads:
-            raise ConfigError(
-                f"{config.kind} config: field 'heads'={heads} does not divide in_features={d_in} of module '{name}'"
-            )
+    for name, (d_in, d_out) in shapes.items():
+        config.check_shape(name, d_in, d_out)
     return shapes
 
 

@@ -64,9 +64,22 @@ class AdapterConfig:
     def size(self) -> int:
         return getattr(self, self.size_field)
 
+    @property
+    def router_heads(self) -> int:
+        """Routers per adapted module, each reading one slice of the input (1 for a kind that does not route)."""
+        return 1
+
+    @property
+    def routers_fixed(self) -> bool:
+        """Whether the configuration gives its routers no gradient at all (never, for a kind without routers)."""
+        return False
+
     def for_stream(self, tasks: int) -> AdapterConfig:
         """This config sized to a stream of `tasks` tasks: one part per task for a per-task kind, else unchanged."""
         return replace(self, tasks=tasks) if self.per_task else self
+
+    def check_shape(self, name: str, d_in: int, d_out: int) -> None:
+        """Raise unless the kind can adapt module `name` of this shape; every shape is fine unless a kind says."""
 
     def activated_parameters(self, d_in: int, d_out: int) -> int:
         """Adapter parameters one token touches in one adapted module of shape [d_in, d_out]; each kind counts."""
