@@ -15,39 +15,21 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from mhmoe.adapters import AdapterConfig, LoRAMoEConfig, OLoRAConfig, PrefixConfig
+from mhmoe.adapters import AdapterConfig
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters, module_shapes
 
 
-def _gate(config: PrefixConfig) -> int:
-    return 2 if config.activation is not None else 0  # NoRGa's alpha and tau
-
-
 def activated_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
     """Adapter parameters that one token touches in one adapted d_in -> d_out linear (for a prefix kind: in one
-    attention layer of d_in key/value heads of width d_out)."""
-    if isinstance(config, PrefixConfig):
-        return 2 * d_in * config.prefix_length * d_out + _gate(config)
-    if isinstance(config, LoRAMoEConfig):
-        heads = config.router_heads
-        router = d_in * config.experts
-        return router + heads * config.top_k * config.rank * (d_in // heads + d_out)
-    if isinstance(config, OLoRAConfig):
-        return config.tasks * config.rank * (d_in + d_out)  # every task's LoRA stays in the forward
-    return config.rank * (d_in + d_out)
+    attention layer of d_in key/value heads of width d_out); each kind's config holds its formula."""
+    return config.activated_parameters(d_in, d_out)
 
 
 def total_parameters(config: AdapterConfig, d_in: int, d_out: int) -> int:
-    """All adapter parameters of one adapted d_in -> d_out linear (what attach allocates)."""
-    if isinstance(config, PrefixConfig):
-        return config.tasks * 2 * d_in * config.prefix_length * d_out + _gate(config)
-    if isinstance(config, LoRAMoEConfig):
-        # routers H * (d_in/H) * K, experts' A H * (d_in/H) * K * r, experts' B H * K * r * d_out
-        return d_in * config.experts + config.experts * config.rank * (d_in + config.router_heads * d_out)
-    if isinstance(config, OLoRAConfig):
-        return config.tasks * config.rank * (d_in + d_out)
-    return config.rank * (d_in + d_out)
+    """All adapter parameters of one adapted d_in -> d_out linear (what attach allocates); each kind's config holds
+    its formula."""
+    return config.total_parameters(d_in, d_out)
 
 
 BUDGETS = {"activated": activated_parameters, "total": total_parameters}

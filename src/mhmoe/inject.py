@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mhmoe.adapters import ADAPTER_LAYERS, KINDS, AdapterConfig, Site, build_layer, config_from_dict
+from mhmoe.adapters import KINDS, AdapterConfig, Site, build_layer, config_from_dict, linear_layers
 from mhmoe.adapters.config import matches_target
 from mhmoe.errors import AdapterFileError, ConfigError
 from mhmoe.files import atomic_write, write_json
@@ -31,11 +31,11 @@ FORMAT_VERSION = 1
 
 def find_targets(model: nn.Module, patterns: list[str] | str) -> dict[str, nn.Linear]:
     """The linears `patterns` names, by module name; already-adapted modules count as their base layer."""
-    targets = {}
+    targets, adapted = {}, linear_layers()
     for name, module in model.named_modules():
         if name.endswith(".base_layer") or not matches_target(name, patterns):
             continue
-        if isinstance(module, ADAPTER_LAYERS):
+        if isinstance(module, adapted):
             targets[name] = module.base_layer
         elif isinstance(module, nn.Linear):
             targets[name] = module
@@ -69,12 +69,8 @@ def module_shapes(model: nn.Module, config: AdapterConfig) -> dict[str, list[int
 def check_attachable(model: nn.Module, config: AdapterConfig) -> dict[str, list[int]]:
     """The shapes of the modules `config` would adapt, after checking it can adapt every one; changes nothing."""
     shapes = module_shapes(model, config)
-    heads = getattr(config, "router_heads", 1)
-    for name, (d_in, _) in shapes.items():
-        if d_in % heads:
-            raise ConfigError(
-                f"{config.kind} config: field 'heads'={heads} does not divide in_features={d_in} of module '{name}'"
-            )
+    for name, (d_in, d_out) in shapes.items():
+        config.check_shape(name, d_in, d_out)
     return shapes
 
 

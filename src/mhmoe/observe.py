@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mhmoe.adapters import MOE_LAYERS
+from mhmoe.adapters import routed_layers
 from mhmoe.adapters.routing import RouteLog
 from mhmoe.errors import ConfigError
 
 
 def moe_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every MoE adapter layer of the model, by module name."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, MOE_LAYERS)}
+    layers = routed_layers()
+    return {name: m for name, m in model.named_modules() if isinstance(m, layers)}
 
 
 @contextmanager

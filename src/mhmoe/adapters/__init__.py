@@ -1,12 +1,14 @@
 """Adapter kinds: one table (KINDS) from a config's `kind` to its config class and layer builder.
 
 Most kinds wrap target linears; a kind with a `site` attaches elsewhere (the prefix kinds: inside attention).
-CONFIGS, ADAPTER_LAYERS (the linear wrappers) and MOE_LAYERS are views of it.
+What else a kind is (its parameter counts, whether it is per task, its router heads, the module shapes it can
+adapt) its config class says. CONFIGS, `linear_layers()` and `routed_layers()` are views of the table, read on
+every use, so a row added to KINDS is seen everywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,9 +88,40 @@ KINDS: dict[str, AdapterKind] = {
         AdapterKind(NoRGaConfig, PrefixBank, None, site=AttentionSite()),
     )
 }
-CONFIGS: dict[str, type[AdapterConfig]] = {name: k.config for name, k in KINDS.items()}
-ADAPTER_LAYERS = tuple(dict.fromkeys(k.layer for k in KINDS.values() if k.site is None))
-MOE_LAYERS = tuple(dict.fromkeys(k.layer for k in KINDS.values() if k.routed))
+
+
+class _Configs(Mapping[str, type[AdapterConfig]]):
+    """Each kind's config class by name, looked up in KINDS on every use."""
+
+    def __getitem__(self, kind: str) -> type[AdapterConfig]:
+        return KINDS[kind].config
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(KINDS)
+
+    def __len__(self) -> int:
+        return len(KINDS)
+
+
+CONFIGS: Mapping[str, type[AdapterConfig]] = _Configs()
+
+
+def linear_layers() -> tuple[type[nn.Module], ...]:
+    """The layer classes of the kinds that wrap linears: a module of one of these is an adapted linear."""
+    return tuple(dict.fromkeys(k.layer for k in KINDS.values() if k.site is None))
+
+
+def routed_layers() -> tuple[type[nn.Module], ...]:
+    """The layer classes of the kinds that route tokens to experts."""
+    return tuple(dict.fromkeys(k.layer for k in KINDS.values() if k.routed))
+
+
+def __getattr__(name: str) -> Any:
+    """ADAPTER_LAYERS and MOE_LAYERS, the views' constant names, computed from KINDS when read."""
+    views = {"ADAPTER_LAYERS": linear_layers, "MOE_LAYERS": routed_layers}
+    if name in views:
+        return views[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_layer(config: AdapterConfig, base_layer: nn.Linear) -> nn.Module:
@@ -132,4 +165,6 @@ __all__ = [
     "PrefixConfig",
     "build_layer",
     "config_from_dict",
+    "linear_layers",
+    "routed_layers",
 ]

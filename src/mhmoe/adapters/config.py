@@ -43,6 +43,9 @@ class AdapterConfig:
     kind: ClassVar[str] = "adapter"
     size_field: ClassVar[str] = "rank"
     """The field a parameter budget is matched through (rank for the low-rank kinds, prefix_length for prefixes)."""
+    per_task: ClassVar[bool] = False
+    """Whether the kind trains a different part of itself on each task; such a kind has a `tasks` field, one part
+    per task, which `for_stream` sets."""
 
     target_modules: list[str] | str = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
     """PEFT-style: a list of module-name suffixes, or one regular expression matched against the full name."""
@@ -60,6 +63,31 @@ class AdapterConfig:
     @property
     def size(self) -> int:
         return getattr(self, self.size_field)
+
+    @property
+    def router_heads(self) -> int:
+        """Routers per adapted module, each reading one slice of the input (1 for a kind that does not route)."""
+        return 1
+
+    @property
+    def routers_fixed(self) -> bool:
+        """Whether the configuration gives its routers no gradient at all (never, for a kind without routers)."""
+        return False
+
+    def for_stream(self, tasks: int) -> AdapterConfig:
+        """This config sized to a stream of `tasks` tasks: one part per task for a per-task kind, else unchanged."""
+        return replace(self, tasks=tasks) if self.per_task else self
+
+    def check_shape(self, name: str, d_in: int, d_out: int) -> None:
+        """Raise unless the kind can adapt module `name` of this shape; every shape is fine unless a kind says."""
+
+    def activated_parameters(self, d_in: int, d_out: int) -> int:
+        """Adapter parameters one token touches in one adapted module of shape [d_in, d_out]; each kind counts."""
+        raise NotImplementedError(f"adapter kind '{self.kind}' does not count its activated parameters")
+
+    def total_parameters(self, d_in: int, d_out: int) -> int:
+        """All adapter parameters of one adapted module of shape [d_in, d_out]; each kind counts."""
+        raise NotImplementedError(f"adapter kind '{self.kind}' does not count its total parameters")
 
     def resized(self, size: int) -> AdapterConfig:
         """This config with `size` in its size field (what budget matching changes)."""

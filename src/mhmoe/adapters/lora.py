@@ -21,6 +21,13 @@ class LoRAConfig(LowRankConfig):
 
     kind: ClassVar[str] = "lora"
 
+    def activated_parameters(self, d_in: int, d_out: int) -> int:
+        """A and B: every token goes through the whole update."""
+        return self.rank * (d_in + d_out)
+
+    def total_parameters(self, d_in: int, d_out: int) -> int:
+        return self.rank * (d_in + d_out)
+
 
 class LoRALinear(nn.Module):
     """A frozen `base_layer` plus a trainable low-rank update."""

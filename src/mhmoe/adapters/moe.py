@@ -57,6 +57,30 @@ class LoRAMoEConfig(LowRankConfig):
     def router_heads(self) -> int:
         return 1
 
+    @property
+    def routers_fixed(self) -> bool:
+        """True for top-1 routing, gate 'selected' and no balance loss: the chosen expert's weight is always 1, so
+        the task loss gives the routers exactly zero gradient and nothing else trains them."""
+        return self.top_k == 1 and self.gate == "selected" and not self.balance_coef
+
+    def check_shape(self, name: str, d_in: int, d_out: int) -> None:
+        """The heads split the input into equal slices."""
+        if d_in % self.router_heads:
+            raise ConfigError(
+                f"{self.kind} config: field 'heads'={self.router_heads} does not divide in_features={d_in} "
+                f"of module '{name}'"
+            )
+
+    def activated_parameters(self, d_in: int, d_out: int) -> int:
+        """Every head reads its router and runs k experts, each mapping a d_in/H slice to all of d_out: a top-1
+        head-wise update is a rank-H*r update per token."""
+        heads = self.router_heads
+        return d_in * self.experts + heads * self.top_k * self.rank * (d_in // heads + d_out)
+
+    def total_parameters(self, d_in: int, d_out: int) -> int:
+        # routers H * (d_in/H) * K, experts' A H * (d_in/H) * K * r, experts' B H * K * r * d_out
+        return d_in * self.experts + self.experts * self.rank * (d_in + self.router_heads * d_out)
+
 
 @dataclass
 class MHMoEConfig(LoRAMoEConfig):

@@ -25,6 +25,7 @@ class OLoRAConfig(LowRankConfig):
     """A stack of per-task LoRAs (the O-LoRA baseline); `rank` is each task's rank."""
 
     kind: ClassVar[str] = "olora"
+    per_task: ClassVar[bool] = True
 
     tasks: int = 1
     """LoRAs in the stack, one per task of the stream (a run sets it to the stream's length)."""
@@ -32,6 +33,12 @@ class OLoRAConfig(LowRankConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int(self.kind, "tasks", self.tasks)
+
+    def activated_parameters(self, d_in: int, d_out: int) -> int:
+        return self.tasks * self.rank * (d_in + d_out)  # every task's LoRA stays in the forward
+
+    def total_parameters(self, d_in: int, d_out: int) -> int:
+        return self.tasks * self.rank * (d_in + d_out)
 
 
 class OLoRALinear(nn.Module):

@@ -56,6 +56,7 @@ class PrefixConfig(AdapterConfig):
 
     kind: ClassVar[str] = "prefix"
     size_field: ClassVar[str] = "prefix_length"
+    per_task: ClassVar[bool] = True
 
     target_modules: list[str] | str = field(default_factory=lambda: ["self_attn"])
     """Attention modules that get prefixes (name suffixes or one regex); each needs `k_proj` and `head_dim`."""
@@ -79,6 +80,18 @@ class PrefixConfig(AdapterConfig):
     def activation(self) -> str | None:
         """The gate's activation; None: the linear gate of plain prefix tuning."""
         return None
+
+    def _gate_parameters(self) -> int:
+        return 2 if self.activation is not None else 0  # NoRGa's alpha and tau
+
+    def activated_parameters(self, d_in: int, d_out: int) -> int:
+        """In one attention layer of d_in key/value heads of width d_out, a token sees one task's prefix keys and
+        values, and the gate."""
+        return 2 * d_in * self.prefix_length * d_out + self._gate_parameters()
+
+    def total_parameters(self, d_in: int, d_out: int) -> int:
+        """Every task's prefixes, and the gate."""
+        return self.tasks * 2 * d_in * self.prefix_length * d_out + self._gate_parameters()
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mhmoe.adapters import KINDS
 from mhmoe.analysis import seeds as across_seeds
 from mhmoe.analysis.attribution import attribution
 from mhmoe.analysis.compositions import against_null, mean_comparison
@@ -38,7 +39,10 @@ from mhmoe.files import write_json, write_text
 from mhmoe.inject import find_targets, load_adapter
 from mhmoe.models import load_model
 
-MOE_KINDS = ("loramoe", "mhmoe")
+
+def routed(kind: str) -> bool:
+    """Whether a saved adapter of this kind routes tokens (an unknown kind does not)."""
+    return kind in KINDS and KINDS[kind].routed
 
 
 def analysed_modules(model: nn.Module, suffix: str, max_layers: int) -> list[str]:
@@ -168,7 +172,7 @@ def adapter_folders(run_dir: Path, results: dict) -> dict[str, list[Path]]:
         return {}
     found = {}
     for method, result in results["methods"].items():
-        if result["adapter"]["kind"] in MOE_KINDS:
+        if routed(result["adapter"]["kind"]):
             found[method] = [run_dir / "adapters" / method / f"{k + 1}-{task}" for k, task in enumerate(tasks)]
     for folders in found.values():
         for folder in folders:

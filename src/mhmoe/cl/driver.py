@@ -26,7 +26,7 @@ from mhmoe.cl.anytime import add_row, empty_record, is_due, stream_plan
 from mhmoe.cl.checkpoint import Checkpoint, Position, save_checkpoint
 from mhmoe.cl.evaluate import StreamRow, evaluate_stream
 from mhmoe.cl.methods import METHODS, HookContext
-from mhmoe.cl.router_facts import expert_load, router_gradients, routers_fixed
+from mhmoe.cl.router_facts import expert_load, router_gradients
 from mhmoe.cl.run_folder import MetricsLog
 from mhmoe.cl.train import batch_order, steps_per_task, train_steps
 from mhmoe.config import RunConfig
@@ -327,7 +327,7 @@ def router_facts(plain: nn.Module, adapter: AdapterConfig, ctx: RunContext, grad
         max_length=config.train.max_length,
     )
     return {
-        "fixed_by_design": routers_fixed(adapter),
+        "fixed_by_design": adapter.routers_fixed,
         "trained": {layer: grads.get(layer, 0.0) > 0 for layer in load},
         "max_grad": grads,
         "load": load,

@@ -83,14 +83,10 @@ def check_processes(config: RunConfig, entries: list[Entry]) -> None:
             f"{world} processes"
         )
     for entry in entries:
-        if world > 1 and entry.adapter.kind in PER_TASK_KINDS:
+        if world > 1 and entry.adapter.per_task:
             raise ConfigError(
                 f"method '{entry.method}' changes which parameters train between tasks, which DDP cannot follow"
             )
-
-
-PER_TASK_KINDS = ("olora", "prefix", "norga")
-"""Adapter kinds that train a different part of themselves on each task."""
 
 
 def _seed_cells(config: RunConfig, folder: RunFolder, name: str) -> SeedCell | SeedsCell:

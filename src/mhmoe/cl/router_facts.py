@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mhmoe.adapters import AdapterConfig, LoRAMoEConfig
+from mhmoe.adapters import AdapterConfig
 from mhmoe.cl.loss import accepts_logits_to_keep
 from mhmoe.cl.modes import evaluating
 from mhmoe.data.collate import training_batch
@@ -25,13 +25,9 @@ from mhmoe.observe import moe_layers, record_routes
 
 
 def routers_fixed(config: AdapterConfig) -> bool:
-    """True when the configuration gives its routers no gradient: top-1, gate 'selected', no balance loss."""
-    return (
-        isinstance(config, LoRAMoEConfig)
-        and config.top_k == 1
-        and config.gate == "selected"
-        and not config.balance_coef
-    )
+    """True when the configuration gives its routers no gradient (for the MoE kinds: top-1, gate 'selected', no
+    balance loss); the config knows."""
+    return config.routers_fixed
 
 
 ROUTERS_FIXED_NOTE = (

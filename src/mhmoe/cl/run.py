@@ -29,7 +29,7 @@ from mhmoe.cl.evaluate import majority_answer_score
 from mhmoe.cl.plan import ConditionsCell, RunPlan, SeedCell, SeedsCell, provenance, resolve, start
 from mhmoe.cl.report import write_report
 from mhmoe.cl.results import ConditionsSummary, RunResults, SeedsSummary, from_dict, to_dict
-from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE, routers_fixed
+from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
 from mhmoe.cl.run_folder import MetricsLog, flat_settings
 from mhmoe.cl.seeds import summarise_seeds, write_seeds_report
 from mhmoe.cl.train import TrainingError
@@ -53,9 +53,7 @@ def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> 
     reference = config.adapter(config.match_activated) if config.match_activated else None
     entries = {}
     for entry in config.entries():
-        adapter = entry.adapter
-        if "tasks" in adapter.__dataclass_fields__:
-            adapter = dataclasses.replace(adapter, tasks=stream_length)
+        adapter = entry.adapter.for_stream(stream_length)
         check_attachable(model, adapter)
         if reference is not None and entry.match != "none" and adapter != reference:
             adapter = adapter.resized(matched_size(model, adapter, reference, entry.match))
@@ -99,7 +97,7 @@ def load_shared(plan: RunPlan) -> Shared:
     base_model.requires_grad_(False)
     length = len(_first_seed(plan.root).tasks)
     shared = Shared(base_model, tokenizer, matched_entries(config, base_model, length), provenance(plan.fingerprint))
-    fixed = [name for name, entry in shared.entries.items() if routers_fixed(entry.adapter)]
+    fixed = [name for name, entry in shared.entries.items() if entry.adapter.routers_fixed]
     if fixed and process_state().is_main_process:
         print(f"mhmoe: note: {', '.join(fixed)}: {ROUTERS_FIXED_NOTE}", file=sys.stderr)
     return shared
