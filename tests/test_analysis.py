@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_runs import tiny_run
 
 import mhmoe
 from mhmoe.analysis.analyze import analyze
@@ -250,10 +251,35 @@ def test_a_run_over_seeds_is_analysed_seed_by_seed(tmp_path):
     )
     analyze(run_dir, [*SMALL, "analysis.max_layers=1", "analysis.bootstrap=20"], progress=False)
     summary = json.loads((run_dir / "analysis" / "analysis.json").read_text())
-    assert summary["seeds"] == [0, 1]
+    assert summary["seeds"] == [0, 1] and summary["skipped"] == {}
     for seed in (0, 1):
         assert (run_dir / f"seed-{seed}" / "analysis" / "analysis.json").is_file()
     figure = summary["figures"]["mhmoe: pair N_eff excess over the null, path-wise"]
     assert figure["n"] == 2 and len(figure["values"]) == 2 and figure["low"] <= figure["mean"] <= figure["high"]
     report = (run_dir / "report.md").read_text()
     assert report.count("## Analysis") == 1 and "| figure | mean | 95% interval | per seed |" in report
+
+
+FEW = [
+    "analysis.examples_per_task=4",
+    "analysis.probe_tokens=200",
+    "analysis.gradient_tokens=40",
+    "analysis.max_layers=1",
+    "analysis.null_draws=2",
+    "analysis.bootstrap=2",
+]
+TWO_TASKS = [*tiny_run(["Stance-Policy", "QA-Choice"], train=8, test=4, steps=2), "methods=[mhmoe]"]
+
+
+def test_a_taskfree_run_is_analysed_without_its_per_task_parts(tmp_path):
+    settings = [*TWO_TASKS, "methods=[lora, mhmoe]", "stream.boundaries=false", "stream.eval_every=2"]
+    run_dir = run(load_config(None, [*settings, f"output_dir={tmp_path}", "name=free"]))
+    analyze(run_dir, FEW, progress=False)
+    analysis = json.loads((run_dir / "analysis" / "analysis.json").read_text())
+    assert analysis["routes"] == {} and list(analysis["skipped"]) == ["mhmoe"]  # LoRA has no routes to skip
+    assert "without task boundaries" in analysis["skipped"]["mhmoe"]
+    assert len(analysis["probes"]["task"]["accuracy"]) == 1 and analysis["gradient_cosines"]
+    report = (run_dir / "report.md").read_text()
+    reason = analysis["skipped"]["mhmoe"]
+    assert f"- **mhmoe**: N_eff, route-wise forgetting and the attribution skipped: {reason}" in report
+    assert "No MoE method" not in report and "- task: probe accuracy" in report
