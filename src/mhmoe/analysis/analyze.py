@@ -6,7 +6,8 @@ method's adapters after every task on the tasks' held-out test examples (analysi
 N_eff and route-wise forgetting compare the adapters after the second-to-last and the last task on the
 old-task tokens (every task before the last), routed by the first; the attribution A[j][i] compares the
 adapters after tasks j-1 and j on task i. A run over several seeds is analysed seed by seed and its headline
-figures reported with their 95% t intervals over seeds (analysis/seeds.py). A method
+figures reported with their 95% t intervals over seeds (analysis/seeds.py); a run over orders or modes is
+analysed condition by condition, each condition's figures side by side (analysis/conditions.py). A method
 trained without task boundaries has one adapter, after the whole stream: its per-task parts are skipped, with
 the reason in analysis.json ('skipped') and the report.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mhmoe.analysis import conditions as across_conditions
 from mhmoe.analysis import seeds as across_seeds
 from mhmoe.analysis.attribution import attribution
 from mhmoe.analysis.compositions import against_null, mean_comparison
@@ -215,7 +217,8 @@ def method_section(
 def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress: bool = True) -> Path:
     """Run every diagnostic on a finished run; returns RUN_DIR/analysis (analysis.json and the pictures).
 
-    A run over several seeds (results.json with 'per_seed') is analysed seed by seed, then summarised.
+    A run over several seeds (results.json with 'per_seed') is analysed seed by seed, then summarised; a run
+    over orders or modes (results.json with 'conditions') condition by condition, each as a run of its own.
     Under `torchrun` / `accelerate launch` every model pass is split over the processes and gathered.
     """
     process_state()
@@ -224,6 +227,8 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
     if not results_path.is_file():
         raise ConfigError(f"{results_path}: not found; analyze needs a finished run folder")
     results = json.loads(results_path.read_text(encoding="utf-8"))
+    if "conditions" in results:
+        return analyze_conditions(run_dir, results, overrides, progress=progress)
     if "per_seed" in results:
         return analyze_seeds(run_dir, results, overrides, progress=progress)
     config: RunConfig = load_config(run_dir / "config.yaml", overrides or [])
@@ -257,6 +262,23 @@ def analyze_seeds(run_dir: Path, results: dict, overrides: list[str] | None, *, 
             out / "analysis.json", {"seeds": seeds, "figures": figures, "skipped": skipped, "per_seed": per_seed}
         )
         append_report(run_dir / "report.md", across_seeds.report_section(seeds, figures, skipped))
+    process_state().wait_for_everyone()
+    return out
+
+
+def analyze_conditions(run_dir: Path, results: dict, overrides: list[str] | None, *, progress: bool) -> Path:
+    """Analyse every condition folder (<order>/ or <mode>/) of a repeated run, each as a run of its own, then
+    write RUN_DIR/analysis/analysis.json and the top report's analysis section with each condition's headline
+    figures side by side. Conditions are fixed, not samples: nothing is pooled across them."""
+    conditions = {}
+    for name in results["conditions"]:
+        folder = analyze(run_dir / name, overrides, progress=progress)
+        conditions[name] = across_conditions.entry(json.loads((folder / "analysis.json").read_text(encoding="utf-8")))
+    out = run_dir / "analysis"
+    if process_state().is_main_process:
+        out.mkdir(exist_ok=True)
+        write_json(out / "analysis.json", {"kind": results["kind"], "conditions": conditions})
+        append_report(run_dir / "report.md", across_conditions.report_section(results["kind"], conditions))
     process_state().wait_for_everyone()
     return out
 
@@ -310,6 +332,7 @@ def analyze_folder(
             for method, folders in methods.items()
         }
     return {
+        "seed": config.seed,
         "tokens": len(table),
         "examples": len(np.unique(table.example)),
         "features": {f: table.names[f] for f in FEATURES},
