@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_runs import tiny_run
 
 import mhmoe
+from mhmoe.analysis import seeds as across_seeds
 from mhmoe.analysis.analyze import analyze
 from mhmoe.analysis.record import _sketches, batch_gradient_shares, router_inputs, routes_and_losses, token_gradients
 from mhmoe.analysis.tokens import analysis_batches, example_labels, token_table
@@ -250,10 +252,72 @@ def test_a_run_over_seeds_is_analysed_seed_by_seed(tmp_path):
     )
     analyze(run_dir, [*SMALL, "analysis.max_layers=1", "analysis.bootstrap=20"], progress=False)
     summary = json.loads((run_dir / "analysis" / "analysis.json").read_text())
-    assert summary["seeds"] == [0, 1]
+    assert summary["seeds"] == [0, 1] and summary["skipped"] == {}
     for seed in (0, 1):
         assert (run_dir / f"seed-{seed}" / "analysis" / "analysis.json").is_file()
     figure = summary["figures"]["mhmoe: pair N_eff excess over the null, path-wise"]
     assert figure["n"] == 2 and len(figure["values"]) == 2 and figure["low"] <= figure["mean"] <= figure["high"]
     report = (run_dir / "report.md").read_text()
     assert report.count("## Analysis") == 1 and "| figure | mean | 95% interval | per seed |" in report
+
+
+FEW = [
+    "analysis.examples_per_task=4",
+    "analysis.probe_tokens=200",
+    "analysis.gradient_tokens=40",
+    "analysis.max_layers=1",
+    "analysis.null_draws=2",
+    "analysis.bootstrap=2",
+]
+TWO_TASKS = [*tiny_run(["Stance-Policy", "QA-Choice"], train=8, test=4, steps=2), "methods=[mhmoe]"]
+EXCESS = "mhmoe: pair N_eff excess over the null, path-wise"
+
+
+def test_a_run_over_orders_is_analysed_order_by_order(tmp_path):
+    orders = "orders={forward: [Stance-Policy, QA-Choice], backward: [QA-Choice, Stance-Policy]}"
+    run_dir = run(load_config(None, [*TWO_TASKS, orders, f"output_dir={tmp_path}", "name=o"]))
+    analyze(run_dir, FEW, progress=False)
+    top = json.loads((run_dir / "analysis" / "analysis.json").read_text())
+    assert top["kind"] == "order" and list(top["conditions"]) == ["forward", "backward"]
+    for name, condition in top["conditions"].items():
+        own = json.loads((run_dir / name / "analysis" / "analysis.json").read_text())
+        assert condition["seeds"] == [0] and condition["skipped"] == {} and set(own["routes"]) == {"mhmoe"}
+        assert condition["figures"][EXCESS]["values"] == [across_seeds.headline(own)[EXCESS]]
+    report = (run_dir / "report.md").read_text()
+    assert report.count("## Analysis") == 1 and "| figure | forward | backward |" in report
+    assert "[forward](forward/report.md)" in report and "| order | method |" in report  # the run's table is kept
+    assert (run_dir / "backward" / "report.md").read_text().count("## Analysis") == 1
+
+
+def test_a_taskfree_run_is_analysed_without_its_per_task_parts(tmp_path):
+    settings = [*TWO_TASKS, "methods=[lora, mhmoe]", "stream.boundaries=false", "stream.eval_every=2"]
+    run_dir = run(load_config(None, [*settings, f"output_dir={tmp_path}", "name=free"]))
+    analyze(run_dir, FEW, progress=False)
+    analysis = json.loads((run_dir / "analysis" / "analysis.json").read_text())
+    assert analysis["routes"] == {} and list(analysis["skipped"]) == ["mhmoe"]  # LoRA has no routes to skip
+    assert "without task boundaries" in analysis["skipped"]["mhmoe"]
+    assert len(analysis["probes"]["task"]["accuracy"]) == 1 and analysis["gradient_cosines"]
+    report = (run_dir / "report.md").read_text()
+    reason = analysis["skipped"]["mhmoe"]
+    assert f"- **mhmoe**: N_eff, route-wise forgetting and the attribution skipped: {reason}" in report
+    assert "No MoE method" not in report and "- task: probe accuracy" in report
+
+
+def test_a_run_over_modes_is_analysed_mode_by_mode_and_seed_by_seed(tmp_path):
+    settings = [*TWO_TASKS, "modes=[boundaries, taskfree]", "stream.eval_every=2", "seeds=[0, 1]"]
+    run_dir = run(load_config(None, [*settings, f"output_dir={tmp_path}", "name=m"]))
+    analyze(run_dir, FEW, progress=False)
+    top = json.loads((run_dir / "analysis" / "analysis.json").read_text())
+    assert top["kind"] == "mode" and list(top["conditions"]) == ["boundaries", "taskfree"]
+    bounded, free = top["conditions"]["boundaries"], top["conditions"]["taskfree"]
+    assert bounded["seeds"] == free["seeds"] == [0, 1]
+    assert bounded["skipped"] == {} and EXCESS in bounded["figures"] and bounded["figures"][EXCESS]["n"] == 2
+    assert list(free["skipped"]) == ["mhmoe"] and not any(name.startswith("mhmoe") for name in free["figures"])
+    assert free["figures"]["probe accuracy - chance, task"]["n"] == 2  # the frozen base model is analysed
+    for seed in (0, 1):
+        seed_analysis = json.loads((run_dir / "taskfree" / f"seed-{seed}" / "analysis" / "analysis.json").read_text())
+        assert seed_analysis["skipped"] == free["skipped"]
+    assert json.loads((run_dir / "taskfree" / "analysis" / "analysis.json").read_text())["skipped"] == free["skipped"]
+    report = (run_dir / "report.md").read_text()
+    assert report.count("## Analysis") == 1 and "| figure | boundaries | taskfree |" in report
+    assert "- taskfree, **mhmoe**: N_eff, route-wise forgetting and the attribution skipped:" in report

@@ -140,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser(
         "analyze",
         help="probes, head ablation, gradient cosines, N_eff and route-wise forgetting of a finished run",
-        description="Analyse a finished run folder: writes RUN_DIR/analysis (analysis.json and six pictures) "
-        "and an 'Analysis' section of RUN_DIR/report.md. Settings are the run's, with analysis.* overrides.",
+        description="Analyse a finished run folder: writes RUN_DIR/analysis (analysis.json and up to seven pictures) "
+        "and an 'Analysis' section of RUN_DIR/report.md; a run over seeds, orders or modes is analysed folder by "
+        "folder, then summarised at the top. Settings are the run's, with analysis.* overrides.",
         epilog="\n".join(
             ["settings (--set analysis.KEY=VALUE):"]
             + [f"  {key} = {json.dumps(default)}\n      {doc}" for key, default, doc in _analysis_settings()]

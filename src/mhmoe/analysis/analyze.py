@@ -6,7 +6,10 @@ method's adapters after every task on the tasks' held-out test examples (analysi
 N_eff and route-wise forgetting compare the adapters after the second-to-last and the last task on the
 old-task tokens (every task before the last), routed by the first; the attribution A[j][i] compares the
 adapters after tasks j-1 and j on task i. A run over several seeds is analysed seed by seed and its headline
-figures reported with their 95% t intervals over seeds (analysis/seeds.py).
+figures reported with their 95% t intervals over seeds (analysis/seeds.py); a run over orders or modes is
+analysed condition by condition, each condition's figures side by side (analysis/conditions.py). A method
+trained without task boundaries has one adapter, after the whole stream: its per-task parts are skipped, with
+the reason in analysis.json ('skipped') and the report.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from mhmoe.adapters import KINDS
+from mhmoe.analysis import conditions as across_conditions
 from mhmoe.analysis import seeds as across_seeds
 from mhmoe.analysis.attribution import attribution
 from mhmoe.analysis.compositions import against_null, mean_comparison
@@ -165,20 +169,28 @@ def route_section(
     }
 
 
-def adapter_folders(run_dir: Path, results: dict) -> dict[str, list[Path]]:
-    """Each MoE method's adapter folders, one after every task (adapters/<method>/<k>-<task>/)."""
+def adapter_folders(run_dir: Path, results: dict) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """Each MoE method's adapter folders, one after every task (adapters/<method>/<k>-<task>/), and for each MoE
+    method without them why its per-task parts (summary.PER_TASK_PARTS) are skipped."""
     tasks = results["tasks"]
-    if len(tasks) < 2:
-        return {}
-    found = {}
+    found, skipped = {}, {}
     for method, result in results["methods"].items():
-        if routed(result["adapter"]["kind"]):
+        if not routed(result["adapter"]["kind"]):
+            continue
+        if not result.get("boundaries", True):
+            skipped[method] = (
+                "trained without task boundaries, it has one adapter, saved after the whole stream "
+                f"(adapters/{method}/stream), and these parts compare its adapters after consecutive tasks"
+            )
+        elif len(tasks) < 2:
+            skipped[method] = "the stream has one task, while these parts compare the adapters after two tasks"
+        else:
             found[method] = [run_dir / "adapters" / method / f"{k + 1}-{task}" for k, task in enumerate(tasks)]
     for folders in found.values():
         for folder in folders:
             if not (folder / "adapter_model.safetensors").is_file():
                 raise ConfigError(f"{folder}: adapter not found; was the run interrupted?")
-    return found
+    return found, skipped
 
 
 def method_section(
@@ -209,7 +221,8 @@ def method_section(
 def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress: bool = True) -> Path:
     """Run every diagnostic on a finished run; returns RUN_DIR/analysis (analysis.json and the pictures).
 
-    A run over several seeds (results.json with 'per_seed') is analysed seed by seed, then summarised.
+    A run over several seeds (results.json with 'per_seed') is analysed seed by seed, then summarised; a run
+    over orders or modes (results.json with 'conditions') condition by condition, each as a run of its own.
     Under `torchrun` / `accelerate launch` every model pass is split over the processes and gathered.
     """
     process_state()
@@ -218,11 +231,13 @@ def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress
     if not results_path.is_file():
         raise ConfigError(f"{results_path}: not found; analyze needs a finished run folder")
     results = json.loads(results_path.read_text(encoding="utf-8"))
+    if "conditions" in results:
+        return analyze_conditions(run_dir, results, overrides, progress=progress)
     if "per_seed" in results:
         return analyze_seeds(run_dir, results, overrides, progress=progress)
     config: RunConfig = load_config(run_dir / "config.yaml", overrides or [])
-    methods = adapter_folders(run_dir, results)
-    analysis = analyze_folder(config, results, methods, progress)
+    methods, skipped = adapter_folders(run_dir, results)
+    analysis = analyze_folder(config, results, methods, skipped, progress)
     out = run_dir / "analysis"
     if process_state().is_main_process:  # every process holds the same results; one writes them
         out.mkdir(exist_ok=True)
@@ -237,16 +252,37 @@ def analyze_seeds(run_dir: Path, results: dict, overrides: list[str] | None, *, 
     """Analyse every seed folder (seed-<s>/) of a multi-seed run, then write RUN_DIR/analysis/analysis.json and
     the top report's analysis section with each headline figure's interval over seeds."""
     seeds = [int(seed) for seed in results["seeds"]]
-    per_seed = {}
+    per_seed, skipped = {}, {}
     for seed in seeds:
         folder = analyze(run_dir / f"seed-{seed}", overrides, progress=progress)
-        per_seed[seed] = across_seeds.headline(json.loads((folder / "analysis.json").read_text(encoding="utf-8")))
+        analysis = json.loads((folder / "analysis.json").read_text(encoding="utf-8"))
+        per_seed[seed] = across_seeds.headline(analysis)
+        skipped.update(analysis["skipped"])  # the same methods in every seed: the run's config decides
     figures = across_seeds.summarise(per_seed)
     out = run_dir / "analysis"
     if process_state().is_main_process:
         out.mkdir(exist_ok=True)
-        write_json(out / "analysis.json", {"seeds": seeds, "figures": figures, "per_seed": per_seed})
-        append_report(run_dir / "report.md", across_seeds.report_section(seeds, figures))
+        write_json(
+            out / "analysis.json", {"seeds": seeds, "figures": figures, "skipped": skipped, "per_seed": per_seed}
+        )
+        append_report(run_dir / "report.md", across_seeds.report_section(seeds, figures, skipped))
+    process_state().wait_for_everyone()
+    return out
+
+
+def analyze_conditions(run_dir: Path, results: dict, overrides: list[str] | None, *, progress: bool) -> Path:
+    """Analyse every condition folder (<order>/ or <mode>/) of a repeated run, each as a run of its own, then
+    write RUN_DIR/analysis/analysis.json and the top report's analysis section with each condition's headline
+    figures side by side. Conditions are fixed, not samples: nothing is pooled across them."""
+    conditions = {}
+    for name in results["conditions"]:
+        folder = analyze(run_dir / name, overrides, progress=progress)
+        conditions[name] = across_conditions.entry(json.loads((folder / "analysis.json").read_text(encoding="utf-8")))
+    out = run_dir / "analysis"
+    if process_state().is_main_process:
+        out.mkdir(exist_ok=True)
+        write_json(out / "analysis.json", {"kind": results["kind"], "conditions": conditions})
+        append_report(run_dir / "report.md", across_conditions.report_section(results["kind"], conditions))
     process_state().wait_for_everyone()
     return out
 
@@ -267,8 +303,11 @@ def _tables(
     return batches, table
 
 
-def analyze_folder(config: RunConfig, results: dict, methods: dict[str, list[Path]], progress: bool) -> dict:
-    """The analysis of one run folder as a JSON-ready dict (see `analyze`)."""
+def analyze_folder(
+    config: RunConfig, results: dict, methods: dict[str, list[Path]], skipped: dict[str, str], progress: bool
+) -> dict:
+    """The analysis of one run folder as a JSON-ready dict (see `analyze`); `skipped` gives, per MoE method
+    without per-task adapters, why its routes are not analysed."""
     s: AnalysisSettings = config.analysis
     tasks = load_tasks(config.data, config.seed)
     model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
@@ -297,6 +336,7 @@ def analyze_folder(config: RunConfig, results: dict, methods: dict[str, list[Pat
             for method, folders in methods.items()
         }
     return {
+        "seed": config.seed,
         "tokens": len(table),
         "examples": len(np.unique(table.example)),
         "features": {f: table.names[f] for f in FEATURES},
@@ -310,6 +350,7 @@ def analyze_folder(config: RunConfig, results: dict, methods: dict[str, list[Pat
         "gradient_cosines": cosines,
         "gradient_tokens": int(grad_kept.sum()),
         "routes": routes,
+        "skipped": skipped,
         "settings": vars(s),
     }
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mhmoe.analysis.summary import skipped_lines
 from mhmoe.analysis.tokens import FEATURES
 from mhmoe.metrics.uncertainty import t_interval
 
@@ -72,8 +73,8 @@ def _verdict(figures: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
-def report_section(seeds: list[int], figures: dict[str, dict[str, Any]]) -> str:
-    """The top report's '## Analysis' section: each figure's mean and interval over seeds."""
+def report_section(seeds: list[int], figures: dict[str, dict[str, Any]], skipped: dict[str, str]) -> str:
+    """The top report's '## Analysis' section: each figure's mean and interval over seeds, and the parts skipped."""
     lines = [
         "## Analysis",
         "",
@@ -81,6 +82,7 @@ def report_section(seeds: list[int], figures: dict[str, dict[str, Any]]) -> str:
         "each figure below is the mean over seeds with its 95% t interval.",
         "",
         *_verdict(figures),
+        *skipped_lines(skipped),
         "",
         "| figure | mean | 95% interval | per seed |",
         "|---|---|---|---|",

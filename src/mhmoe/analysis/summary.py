@@ -11,6 +11,9 @@ import numpy as np
 from mhmoe.analysis import plots
 from mhmoe.analysis.tokens import FEATURES
 
+PER_TASK_PARTS = "N_eff, route-wise forgetting and the attribution"
+"""The parts of the analysis that compare a MoE method's adapters after consecutive tasks."""
+
 
 def _mean(values: Iterable[float | None]) -> float:
     kept = [v for v in values if v is not None]
@@ -149,6 +152,11 @@ def _verdict_attribution(method: str, r: dict[str, Any], tasks: list[str]) -> li
     return [head + (" No task's loss rose." if not lines else ""), *lines]
 
 
+def skipped_lines(skipped: dict[str, str], where: str = "") -> list[str]:
+    """One line per MoE method whose per-task parts were not computed, with the reason."""
+    return [f"- {where}**{method}**: {PER_TASK_PARTS} skipped: {reason}." for method, reason in skipped.items()]
+
+
 def report_section(analysis: dict[str, Any], pictures: dict[str, Path], folder: Path) -> str:
     """The report's '## Analysis' section: findings first, then every picture."""
     lines = [
@@ -178,7 +186,8 @@ def report_section(analysis: dict[str, Any], pictures: dict[str, Path], folder: 
     lines += [_verdict_forgetting(m, r) for m, r in analysis["routes"].items()]
     for m, r in analysis["routes"].items():
         lines += _verdict_attribution(m, r, analysis["tasks"])
-    if not analysis["routes"]:
+    lines += skipped_lines(analysis["skipped"])
+    if not analysis["routes"] and not analysis["skipped"]:
         lines.append("- No MoE method in this run: N_eff and route-wise forgetting need a loramoe or mhmoe adapter.")
     lines.append("")
     lines += [f"![{name}]({folder / path.name})" for name, path in pictures.items()]

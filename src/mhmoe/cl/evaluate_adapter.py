@@ -22,14 +22,23 @@ def run_config_of(adapter_dir: Path) -> Path | None:
 def evaluate_adapter(
     adapter_dir: str | Path, config: str | Path | None = None, overrides: list[str] = (), *, progress: bool = False
 ) -> tuple[list[str], StreamRow]:
-    """The task names of the configured stream and the adapter's score, its error and answer loss on each."""
+    """The task names of the configured stream and the adapter's score, its error and answer loss on each.
+
+    An adapter inside a multi-seed run's seed-<s>/ folder finds that folder's config.yaml, whose seed is s.
+    """
     adapter_dir = Path(adapter_dir)
     read_adapter_config(adapter_dir)  # a missing or corrupt adapter fails before the model loads
     settings = load_config(config or run_config_of(adapter_dir) or DEFAULT_PRESET, overrides)
     tasks = load_tasks(settings.data, settings.seed)
     model, tokenizer = load_model(settings.model.name, settings.model.torch_dtype)
     load_adapter(model, adapter_dir)
-    row = evaluate_stream(
-        model, tokenizer, tasks, settings.eval, max_length=settings.train.max_length, progress=progress
+    row = evaluate_stream(  # the run's seed draws the bootstrap of the errors, as in the run's R_se
+        model,
+        tokenizer,
+        tasks,
+        settings.eval,
+        max_length=settings.train.max_length,
+        progress=progress,
+        seed=settings.seed,
     )
     return [t.name for t in tasks], row
