@@ -34,6 +34,8 @@ from mhmoe.analysis.probes import head_importance, head_shares, split_examples, 
 from mhmoe.analysis.record import router_inputs, routes_and_losses, token_gradients
 from mhmoe.analysis.summary import draw, report_section
 from mhmoe.analysis.tokens import FEATURES, Batch, TokenTable, analysis_batches, analysis_examples, token_table
+from mhmoe.cl.results import ConditionsSummary, SeedsSummary, to_dict
+from mhmoe.cl.run_folder import RunFolder
 from mhmoe.config import AnalysisSettings, RunConfig, load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.data.trace import Task
@@ -221,19 +223,22 @@ def method_section(
 def analyze(run_dir: str | Path, overrides: list[str] | None = None, *, progress: bool = True) -> Path:
     """Run every diagnostic on a finished run; returns RUN_DIR/analysis (analysis.json and the pictures).
 
-    A run over several seeds (results.json with 'per_seed') is analysed seed by seed, then summarised; a run
-    over orders or modes (results.json with 'conditions') condition by condition, each as a run of its own.
+    A run over several seeds is analysed seed by seed, then summarised; a run over orders or modes condition by
+    condition, each as a run of its own.
     Under `torchrun` / `accelerate launch` every model pass is split over the processes and gathered.
     """
     process_state()
     run_dir = Path(run_dir)
-    results_path = run_dir / "results.json"
-    if not results_path.is_file():
-        raise ConfigError(f"{results_path}: not found; analyze needs a finished run folder")
-    results = json.loads(results_path.read_text(encoding="utf-8"))
-    if "conditions" in results:
+    folder = RunFolder(run_dir)
+    if not folder.results.is_file():
+        raise ConfigError(f"{folder.results}: not found; analyze needs a finished run folder")
+    if not folder.finished:
+        raise ConfigError(f"{folder.path}: the run has not finished (see mhmoe run --resume); analyze needs its end")
+    typed = folder.read()
+    results = to_dict(typed)
+    if isinstance(typed, ConditionsSummary):
         return analyze_conditions(run_dir, results, overrides, progress=progress)
-    if "per_seed" in results:
+    if isinstance(typed, SeedsSummary):
         return analyze_seeds(run_dir, results, overrides, progress=progress)
     config: RunConfig = load_config(run_dir / "config.yaml", overrides or [])
     methods, skipped = adapter_folders(run_dir, results)
