@@ -7,7 +7,7 @@ import torch
 from mhmoe.cl.evaluate import task_loss
 from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
-from mhmoe.metrics import forgetting_curves, loss_bwt
+from mhmoe.metrics import final_old_loss, forgetting_curves, loss_bwt
 from mhmoe.models import tiny_model, tiny_tokenizer
 
 from references import reference_loss
@@ -32,6 +32,7 @@ def test_loss_bwt_and_curves_by_hand():
     assert loss_bwt(L) == pytest.approx(((2.0 - 0.5) + (1.2 - 0.2)) / 2)  # +1.25: forgetting is positive
     assert forgetting_curves(L) == [[0.5, 1.5, 2.0], [0.2, 1.2], [0.1]]
     assert loss_bwt([[0.3]]) == 0.0
+    assert final_old_loss(L) == pytest.approx((2.0 + 1.2) / 2) and final_old_loss([[0.3]]) == 0.0
     with pytest.raises(ValueError, match="must be square"):
         loss_bwt([[1.0, 2.0]])
 

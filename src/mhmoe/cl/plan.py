@@ -145,7 +145,8 @@ def provenance(plan_fingerprint: dict[str, Any]) -> dict[str, Any]:
     plus their hash and the thread count in use)."""
     import torch
 
-    settings = json.dumps(plan_fingerprint["settings"], sort_keys=True).encode()
+    compared = {k: v for k, v in plan_fingerprint["settings"].items() if k not in ("seed", "seeds")}
+    settings = json.dumps(compared, sort_keys=True).encode()  # seeds of one experiment may run apart
     kept = {k: v for k, v in plan_fingerprint.items() if k not in ("settings", "seeds")}
     return kept | {"settings_sha256": hashlib.sha256(settings).hexdigest()[:16], "threads": torch.get_num_threads()}
 

@@ -36,7 +36,7 @@ from mhmoe.cl.train import TrainingError
 from mhmoe.config import RunConfig
 from mhmoe.distributed import cpu_only, process_state
 from mhmoe.inject import check_attachable
-from mhmoe.metrics import bwt, forgetting_curves, fwt, loss_bwt, op
+from mhmoe.metrics import bwt, final_old_loss, forgetting_curves, fwt, loss_bwt, op
 from mhmoe.models import load_model
 from mhmoe.variants import Entry
 
@@ -237,6 +237,7 @@ def summarise(result: dict[str, Any], base: list[float]) -> dict[str, Any]:
             earlier = range(len(R) - 1)
             summary["learned"] = sum(R[i][i] for i in earlier) / len(earlier)
             summary["learned_loss"] = sum(L[i][i] for i in earlier) / len(earlier)
+            summary["final_old_loss"] = final_old_loss(L)
     if "anytime" in result:
         summary |= anytime_metrics(result["anytime"])
     return summary

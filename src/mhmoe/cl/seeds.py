@@ -25,6 +25,7 @@ METRICS = {
     "fwt": ("FWT", 1, "transfers more forward (FWT)"),
     "learned": ("learned (R[i][i])", 1, "learned the earlier tasks better (mean R[i][i], i < n)"),
     "learned_loss": ("learned loss (L[i][i])", -1, "fit the earlier tasks better (mean L[i][i], i < n)"),
+    "final_old_loss": ("final old-task loss", -1, "ends with the earlier tasks' answers likelier (mean L[n-1][i])"),
     "anytime_avg": ("anytime avg", 1, "scores higher at any time (anytime average)"),
     "final_op": ("final OP", 1, "scores higher at the end of the stream (final OP)"),
     "peak_forgetting": ("forgetting from peak", -1, "forgets less from its peaks"),

@@ -71,6 +71,16 @@ def loss_bwt(L: Matrix) -> float:
     return sum(L[n - 1][i] - L[i][i] for i in range(n - 1)) / (n - 1)
 
 
+def final_old_loss(L: Matrix) -> float:
+    """Mean answer NLL of the earlier tasks at the end of the stream, (1/(n-1)) sum_{i<n-1} L[n-1][i]: where
+    loss-BWT ends, without the starting point it subtracts (so a method that fit a task less is not credited
+    for having less to lose). 0 for one task."""
+    n = _square(L)
+    if n == 1:
+        return 0.0
+    return sum(L[n - 1][i] for i in range(n - 1)) / (n - 1)
+
+
 def forgetting_curves(L: Matrix) -> list[list[float]]:
     """Per task j, its loss from just after it was learned to the end of the stream: [L[j][j], ..., L[n-1][j]]."""
     n = _square(L)
