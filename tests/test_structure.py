@@ -62,3 +62,33 @@ def test_public_method_names_still_come_from_the_package():
 
     assert Method is LeafMethod and all(isinstance(m, Method) for m in registry.values())
     assert registry["lora"].hooks is NoHooks and HookContext and Hooks
+
+
+def _empty(function: ast.FunctionDef) -> bool:
+    """A body that does nothing: `pass`, `return None`, a bare docstring, or `...`."""
+    body = [n for n in function.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    if not body:
+        return True
+    only = body[0] if len(body) == 1 else None
+    return isinstance(only, ast.Pass) or (
+        isinstance(only, ast.Return) and (only.value is None or getattr(only.value, "value", 0) is None)
+    )
+
+
+def test_every_method_subclasses_hooks_and_repeats_no_empty_hook():
+    """The no-op defaults live once, in `Hooks`; a method overrides only the hooks it uses."""
+    from mhmoe.cl.methods import METHODS as registry
+    from mhmoe.cl.methods import Hooks
+
+    assert all(issubclass(m.hooks, Hooks) for m in registry.values())
+    hook_names = {n for n, v in vars(Hooks).items() if callable(v) and not n.startswith("__")}
+    assert {"before_task", "penalty", "after_backward", "after_step", "after_task"} <= hook_names
+    for path in METHODS.glob("*.py"):
+        if path.name == "hooks.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "Hooks" for b in node.bases):
+                empty = [
+                    f.name for f in node.body if isinstance(f, ast.FunctionDef) and f.name in hook_names and _empty(f)
+                ]
+                assert not empty, f"{path.name}: {node.name} repeats the no-op hooks {empty}"

@@ -364,7 +364,6 @@ def train_method_taskfree(
     model = accelerator.prepare(model)
     every, total = config.train.checkpoint_every, len(plan)
     anytime = AnytimeScorer(name, plain, ctx, done, seconds)
-    observe = getattr(hooks, "after_step", None)
 
     def on_step(step: int, optimizer, scheduler) -> None:
         if is_due(step, total, config.stream.eval_every):
@@ -392,7 +391,7 @@ def train_method_taskfree(
                 label=f"{name} stream without boundaries (blur {config.stream.blur})",
                 resume=partial,
                 on_step=on_step,
-                after_step=(lambda examples: observe(plain, examples)) if observe else None,
+                after_step=lambda examples: hooks.after_step(plain, examples),
             )
         seconds["train"] += trained.seconds
     return {
