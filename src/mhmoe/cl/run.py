@@ -34,6 +34,7 @@ from mhmoe.cl.checkpoint import (
     save_checkpoint,
 )
 from mhmoe.cl.conditions import summarise_conditions, write_conditions_report
+from mhmoe.cl.entries import Entry, adapter_config, resolve_entries
 from mhmoe.cl.evaluate import evaluate_stream, majority_answer_score
 from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.report import write_report
@@ -51,7 +52,6 @@ from mhmoe.inject import adapter_state, attach, check_attachable, save_adapter
 from mhmoe.metrics import bwt, forgetting_curves, fwt, loss_bwt, op
 from mhmoe.models import load_model
 from mhmoe.observe import moe_layers
-from mhmoe.variants import Entry
 
 
 def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> dict[str, Entry]:
@@ -63,9 +63,9 @@ def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> 
     prefixes) gets one per task of the stream; O-LoRA is matched with all of them in the forward pass, as
     after the last task, a prefix method with one task's prefixes, which is all a token sees.
     """
-    reference = config.adapter(config.match_activated) if config.match_activated else None
+    reference = adapter_config(config, config.match_activated) if config.match_activated else None
     entries = {}
-    for entry in config.entries():
+    for entry in resolve_entries(config):
         adapter = entry.adapter
         if "tasks" in adapter.__dataclass_fields__:
             adapter = dataclasses.replace(adapter, tasks=stream_length)
@@ -89,7 +89,7 @@ def check_processes(config: RunConfig) -> None:
             f"train.batch_size * train.grad_accum = {per_step} examples per step do not split evenly over "
             f"{world} processes"
         )
-    for entry in config.entries():
+    for entry in resolve_entries(config):
         if world > 1 and METHODS[entry.method].adapter in PER_TASK_KINDS:
             raise ConfigError(
                 f"method '{entry.method}' changes which parameters train between tasks, which DDP cannot follow"

@@ -11,9 +11,9 @@ from typing import Any
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
-from mhmoe.config import RunConfig
 from mhmoe.distributed import process_state
 from mhmoe.errors import ConfigError
+from mhmoe.settings import RunConfig
 
 
 def new_run_dir(config: RunConfig, preset: str | None = None) -> Path:
