@@ -2,6 +2,7 @@
 
 import pytest
 
+from mhmoe.cl.entries import adapter_config, resolve_entries
 from mhmoe.cl.methods import METHODS
 from mhmoe.config import RunConfig, describe_settings, load_config, presets
 from mhmoe.errors import ConfigError
@@ -11,7 +12,7 @@ from mhmoe.errors import ConfigError
 def test_every_preset_validates(name):
     config = load_config(name)
     for kind in config.adapters:
-        config.adapter(kind)
+        adapter_config(config, kind)
 
 
 def test_presets_include_quickstart_and_the_research_setups():
@@ -31,17 +32,17 @@ def test_research_tables_come_as_a_trace_preset_and_a_cpu_twin_of_three_seeds(na
     assert (trace.train.epochs, trace.train.max_length, trace.train.batch_size, trace.train.lr) == (2, 2048, 10, 1e-4)
     assert cpu.model.name == "smollm2-135m-instruct" and cpu.data.benchmark == "builtin"
     assert len(trace.seeds) == len(cpu.seeds) == 3
-    assert [e.name for e in trace.entries()] == [e.name for e in cpu.entries()]
-    assert [e.adapter for e in trace.entries()] == [e.adapter for e in cpu.entries()]
+    assert [e.name for e in resolve_entries(trace)] == [e.name for e in resolve_entries(cpu)]
+    assert [e.adapter for e in resolve_entries(trace)] == [e.adapter for e in resolve_entries(cpu)]
 
 
 def test_research_tables_hold_the_papers_configurations():
-    table1 = {e.name: e for e in load_config("table1").entries()}
+    table1 = {e.name: e for e in resolve_entries(load_config("table1"))}
     assert list(table1) == ["seqlora", "ewc", "gem", "olora", "loramoe", "mhmoe"]
     assert (table1["loramoe"].adapter.experts, table1["loramoe"].adapter.top_k) == (4, 1)
     mh = table1["mhmoe"].adapter
     assert (mh.heads, mh.experts, mh.top_k) == (8, 4, 1)
-    wide = load_config("table2").entries()[1]
+    wide = resolve_entries(load_config("table2"))[1]
     assert (wide.adapter.experts, wide.adapter.top_k, wide.match) == (26, 5, "total")
     orders = load_config("table3").orders  # Appendix A.3.4, verbatim
     assert orders["order-1"] == [
@@ -57,7 +58,7 @@ def test_research_tables_hold_the_papers_configurations():
     assert orders["order-2"][4:7] == ["NumGLUE-ds", "NumGLUE-cm", "MeetingBank"]
     assert orders["order-3"][4:7] == ["MeetingBank", "NumGLUE-ds", "NumGLUE-cm"]
     assert len(load_config("table3-cpu").orders) == 3
-    heads = {e.name: e.adapter.heads for e in load_config("table4-cpu").entries()}
+    heads = {e.name: e.adapter.heads for e in resolve_entries(load_config("table4-cpu"))}
     assert sorted(heads.values()) == [2, 4, 8, 16]
     assert all(576 % h == 0 and 1536 % h == 0 for h in heads.values())  # SmolLM2's MLP widths
     assert load_config("trace-qwen3-8b").train.epochs == 5  # Appendix A.3.4
@@ -80,7 +81,7 @@ def test_compare_is_the_quickstart_over_five_seeds():
 def test_overrides_parse_values_as_yaml():
     config = load_config(None, ["train.lr=3e-3", "methods=[mhmoe]", "adapters.mhmoe.heads=4", "train.max_steps=null"])
     assert config.train.lr == 3e-3 and config.methods == ["mhmoe"] and config.train.max_steps is None
-    assert config.adapter("mhmoe").heads == 4 and config.adapter("loramoe").experts == 4
+    assert adapter_config(config, "mhmoe").heads == 4 and adapter_config(config, "loramoe").experts == 4
     assert load_config(None, ["train.lr=1"]).train.lr == 1.0 and isinstance(
         load_config(None, ["train.lr=1"]).train.lr, float
     )

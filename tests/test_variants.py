@@ -9,6 +9,7 @@ from torch import nn
 
 import mhmoe
 from mhmoe.adapters import OLoRAConfig
+from mhmoe.cl.entries import adapter_config, resolve_entries
 from mhmoe.cl.run import matched_entries, run
 from mhmoe.config import load_config
 from mhmoe.errors import ConfigError
@@ -94,7 +95,7 @@ def test_variants_resolve_with_their_own_fields_and_options():
             "compare_to=mhmoe-h2",
         ],
     )
-    entries = {e.name: e for e in config.entries()}
+    entries = {e.name: e for e in resolve_entries(config)}
     assert list(entries) == ["mhmoe", "mhmoe-h2", "loramoe-k26-top5", "ewc-strong"]
     assert entries["mhmoe-h2"].adapter.heads == 2 and entries["mhmoe-h2"].adapter.experts == 4
     assert entries["mhmoe-h2"].match == "none" and entries["loramoe-k26-top5"].match == "total"
@@ -129,7 +130,7 @@ def test_a_bad_variant_is_one_line_naming_the_field(override, message):
 
 def test_methods_may_be_empty_when_variants_name_the_rows():
     config = load_config(None, ["methods=[]", "variants={only: {method: lora}}"])
-    assert [e.name for e in config.entries()] == ["only"]
+    assert [e.name for e in resolve_entries(config)] == ["only"]
     with pytest.raises(ConfigError, match="name no method"):
         load_config(None, ["methods=[]"])
 
@@ -137,11 +138,13 @@ def test_methods_may_be_empty_when_variants_name_the_rows():
 def test_each_variant_is_matched_by_its_own_budget():
     config = load_config(None, ["methods=[mhmoe, loramoe]", VARIANTS, "model.name=tiny:llama"])
     entries = matched_entries(config, tiny_model(), 2)
-    reference = config.adapter("mhmoe")
+    reference = adapter_config(config, "mhmoe")
     assert entries["mhmoe"].adapter == reference
     assert entries["mhmoe-h2"].adapter.rank == reference.rank  # match: none keeps the configured rank
-    assert entries["loramoe"].adapter.rank == mhmoe.matched_rank(tiny_model(), config.adapter("loramoe"), reference)
-    wide = config.entries()[-1].adapter
+    assert entries["loramoe"].adapter.rank == mhmoe.matched_rank(
+        tiny_model(), adapter_config(config, "loramoe"), reference
+    )
+    wide = resolve_entries(config)[-1].adapter
     assert entries["loramoe-k26-top5"].adapter.rank == mhmoe.matched_rank(tiny_model(), wide, reference, "total")
     assert entries["loramoe-k26-top5"].adapter.scaling == wide.scaling
 

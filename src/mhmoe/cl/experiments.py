@@ -17,9 +17,10 @@ from pathlib import Path
 
 from mhmoe.cl.results import ConditionsSummary, RunResults, SeedsSummary, from_dict, to_dict
 from mhmoe.cl.run_folder import RunFolder
-from mhmoe.config import RunConfig, load_config
+from mhmoe.config import load_config
 from mhmoe.errors import ConfigError
 from mhmoe.files import write_json
+from mhmoe.settings import RunConfig
 
 COMPARED = ("code", "versions", "python", "settings_sha256", "threads", "model")
 """What two seeds' provenance must share for their numbers to be compared."""

@@ -21,14 +21,15 @@ from typing import Any
 
 from accelerate.utils import broadcast_object_list
 
+from mhmoe.cl.entries import Entry, resolve_entries
 from mhmoe.cl.run_folder import RunFolder, flat_settings
-from mhmoe.config import RunConfig, load_config
+from mhmoe.config import load_config
 from mhmoe.data.stream import load_tasks
 from mhmoe.data.trace import Task
 from mhmoe.distributed import process_state
 from mhmoe.errors import CheckpointError, ConfigError
 from mhmoe.files import write_json
-from mhmoe.variants import Entry
+from mhmoe.settings import RunConfig
 
 
 @dataclass
@@ -180,7 +181,7 @@ def resolve(
     """The plan of a new run of `config`, or of continuing the interrupted run folder `resume`."""
     if resume is not None:
         return _resume_plan(RunFolder(Path(resume)))
-    entries = config.entries()
+    entries = resolve_entries(config)
     check_processes(config, entries)
     folder = new_folder_path(config, preset)
     return RunPlan(config, _cells(config, folder), entries, fingerprint(config))
@@ -190,7 +191,7 @@ def _resume_plan(folder: RunFolder) -> RunPlan:
     if not folder.config.is_file():
         raise CheckpointError(f"{folder.config}: not found; --resume needs a run folder written by `mhmoe run`")
     config = load_config(folder.config)
-    entries = config.entries()
+    entries = resolve_entries(config)
     check_processes(config, entries)
     plan = RunPlan(config, _cells(config, folder), entries, fingerprint(config))
     if folder.plan.is_file():

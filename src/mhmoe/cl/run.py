@@ -25,6 +25,7 @@ from mhmoe.cl.anytime import anytime_metrics
 from mhmoe.cl.checkpoint import Checkpoint, Position, clear_checkpoints, latest_folder
 from mhmoe.cl.conditions import summarise_conditions, write_conditions_report
 from mhmoe.cl.driver import RunContext, fresh_adapter, train_entry  # noqa: F401 (fresh_adapter: public)
+from mhmoe.cl.entries import Entry, adapter_config, resolve_entries
 from mhmoe.cl.evaluate import majority_answer_score
 from mhmoe.cl.plan import ConditionsCell, RunPlan, SeedCell, SeedsCell, provenance, resolve, start
 from mhmoe.cl.report import write_report
@@ -33,12 +34,11 @@ from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
 from mhmoe.cl.run_folder import MetricsLog, flat_settings
 from mhmoe.cl.seeds import summarise_seeds, write_seeds_report
 from mhmoe.cl.train import TrainingError
-from mhmoe.config import RunConfig
 from mhmoe.distributed import cpu_only, process_state
 from mhmoe.inject import check_attachable
 from mhmoe.metrics import bwt, final_old_loss, forgetting_curves, fwt, loss_bwt, op
 from mhmoe.models import load_model
-from mhmoe.variants import Entry
+from mhmoe.settings import RunConfig
 
 
 def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> dict[str, Entry]:
@@ -50,9 +50,9 @@ def matched_entries(config: RunConfig, model: nn.Module, stream_length: int) -> 
     prefixes) gets one per task of the stream; O-LoRA is matched with all of them in the forward pass, as
     after the last task, a prefix method with one task's prefixes, which is all a token sees.
     """
-    reference = config.adapter(config.match_activated) if config.match_activated else None
+    reference = adapter_config(config, config.match_activated) if config.match_activated else None
     entries = {}
-    for entry in config.entries():
+    for entry in resolve_entries(config):
         adapter = entry.adapter.for_stream(stream_length)
         check_attachable(model, adapter)
         if reference is not None and entry.match != "none" and adapter != reference:

@@ -15,9 +15,9 @@ from accelerate import Accelerator
 from mhmoe.cl.checkpoint import FOLDER as CHECKPOINTS
 from mhmoe.cl.checkpoint import load_checkpoint
 from mhmoe.cl.results import Results, RunResults, read_results, write_results
-from mhmoe.config import RunConfig
 from mhmoe.distributed import process_state
 from mhmoe.files import write_text
+from mhmoe.settings import RunConfig
 
 
 class RunFolder:

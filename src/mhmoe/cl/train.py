@@ -25,11 +25,11 @@ from transformers import get_cosine_schedule_with_warmup
 
 from mhmoe.cl.loss import answer_loss
 from mhmoe.cl.methods import Hooks
-from mhmoe.config import TrainSettings
 from mhmoe.data.collate import IGNORE, training_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import MhmoeError
 from mhmoe.observe import collect_balance
+from mhmoe.settings import TrainSettings
 
 
 class TrainingError(MhmoeError):

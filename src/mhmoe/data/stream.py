@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import tempfile
 
-from mhmoe.config import DataSettings
 from mhmoe.data.builtin import DEFAULT_ORDER, TASKS, write_builtin
 from mhmoe.data.cl_benchmark import CL_ORDER_1, load_cl_stream
 from mhmoe.data.trace import TRACE_ORDER, DataError, Task, load_stream
+from mhmoe.settings import DataSettings
 
 EVAL_SIZE = 32
 

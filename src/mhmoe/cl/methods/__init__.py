@@ -1,8 +1,9 @@
 """Continual-learning methods: which adapter a method trains, and the hooks it adds to the one training loop.
 
-A method is an adapter kind plus at most four hooks the loop calls: before a task, a loss penalty, after
-backward, after a task. The plain methods train their adapter straight through the stream and need none.
-The contract (Hooks, HookContext, Method) lives in the leaf module `hooks`; this file is the registry.
+A method is an adapter kind plus the hooks the loop calls: before a task, a loss penalty, after backward,
+after a step (without task boundaries), after a task. Each method subclasses `Hooks`, whose hooks do nothing,
+and overrides only those it needs; the plain methods train their adapter straight through the stream with
+`NoHooks`. The contract (Hooks, HookContext, Method) lives in the leaf module `hooks`; this file is the registry.
 """
 
 from mhmoe.cl.methods.ewc import EWC, EWCOptions

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_int, check_positive
-from mhmoe.cl.methods.hooks import HookContext
+from mhmoe.cl.methods.hooks import HookContext, Hooks
 from mhmoe.cl.methods.memory import examples_loss, sample_examples
 from mhmoe.cl.methods.windows import StepWindows
 from mhmoe.cl.modes import evaluating
@@ -61,7 +61,7 @@ def diagonal_fisher(
     return {name: f / max(count, 1) for name, f in fisher.items()}
 
 
-class EWC:
+class EWC(Hooks):
     """The EWC hooks: a Fisher after each task, the quadratic penalty on every later step."""
 
     def __init__(self, options: EWCOptions, context: HookContext) -> None:
@@ -71,18 +71,12 @@ class EWC:
         self.windows = StepWindows(context.consolidate_every)
         """Without task boundaries: a Fisher every consolidate_every steps, on that window's examples."""
 
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        pass
-
     def penalty(self, model: nn.Module) -> torch.Tensor | None:
         if not self.fisher:
             return None
         params = adapter_parameters(model)
         total = sum((self.fisher[n] * (p - self.anchor[n]) ** 2).sum() for n, p in params.items())
         return self.options.lam / 2 * total
-
-    def after_backward(self, model: nn.Module) -> None:
-        pass
 
     def after_step(self, model: nn.Module, examples: list[Example]) -> None:
         window = self.windows.add(examples)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_int, check_positive
-from mhmoe.cl.methods.hooks import HookContext
+from mhmoe.cl.methods.hooks import HookContext, Hooks
 from mhmoe.cl.methods.memory import EpisodicMemory, examples_loss
 from mhmoe.cl.methods.windows import StepWindows
 from mhmoe.data.trace import Example, Task
@@ -62,7 +62,7 @@ def _flat_gradient(grads: list[torch.Tensor | None], params: list[nn.Parameter])
     )
 
 
-class GEM:
+class GEM(Hooks):
     """The GEM hooks: store a memory after each task, project conflicting gradients after each backward."""
 
     def __init__(self, options: GEMOptions, context: HookContext) -> None:
@@ -72,12 +72,6 @@ class GEM:
         """Steps whose gradient was projected, for the run's log."""
         self.windows = StepWindows(context.consolidate_every)
         """Without task boundaries: every consolidate_every steps' examples become a pseudo-task's memory."""
-
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        pass
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        return None
 
     def memory_gradient(self, model: nn.Module, params: list[nn.Parameter], examples: list[Example]) -> torch.Tensor:
         """The gradient of the mean answer loss over `examples`, in micro-batches of the run's batch size."""

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
-from mhmoe.data.trace import Task
+from mhmoe.data.trace import Example, Task
 
 
-class Hooks(Protocol):
-    """What a method may add to the training loop; every hook is optional in effect (a no-op is fine).
+class Hooks:
+    """What a method may add to the training loop. Every hook is a no-op here, so a method overrides only the
+    ones it needs and the loop calls every hook without asking whether it is there.
 
     For exact resume, `state_dict` returns everything the hooks have learned (tensors, numbers, strings,
     lists and dicts of them: what `torch.load(weights_only=True)` reads back), and `before_task` must be
@@ -24,17 +25,30 @@ class Hooks(Protocol):
     loop's `collect_balance` block, so its load-balancing loss is counted with the batch's own.
     """
 
-    def before_task(self, model: nn.Module, task: Task) -> None: ...
+    def __init__(self, options: Any = None, context: HookContext | None = None) -> None:
+        pass
 
-    def penalty(self, model: nn.Module) -> torch.Tensor | None: ...
+    def before_task(self, model: nn.Module, task: Task) -> None:
+        """With task boundaries: before the task's first step."""
 
-    def after_backward(self, model: nn.Module) -> None: ...
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """A term added to every micro-batch's loss; None adds nothing."""
+        return None
 
-    def after_task(self, model: nn.Module, task: Task) -> None: ...
+    def after_backward(self, model: nn.Module) -> None:
+        """After each optimizer step's gradients are accumulated, before the step (GEM projects them here)."""
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def after_step(self, model: nn.Module, examples: list[Example]) -> None:
+        """Without task boundaries: after every optimizer step, with the step's examples."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def after_task(self, model: nn.Module, task: Task) -> None:
+        """With task boundaries: after the task's last step."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -48,36 +62,15 @@ class HookContext:
     """Examples per micro-batch, for methods that batch their own examples (GEM's memory, replay)."""
     boundaries: bool = True
     """False on a stream without task boundaries: before_task and after_task are never called, and the loop
-    calls `after_step(model, examples)` after every optimizer step instead (if the hooks define it)."""
+    calls `after_step(model, examples)` after every optimizer step instead."""
     consolidate_every: int = 24
     """Without boundaries: steps between a method's own consolidations (online EWC, GEM's pseudo-tasks)."""
     tasks: int = 1
     """Tasks in the stream (a boundary-free memory is sized as the boundary mode's total)."""
 
 
-class NoHooks:
+class NoHooks(Hooks):
     """Sequential fine-tuning: the adapter alone, nothing added to the loss or the gradients."""
-
-    def __init__(self, options: Any = None, context: HookContext | None = None) -> None:
-        pass
-
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        pass
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        return None
-
-    def after_backward(self, model: nn.Module) -> None:
-        pass
-
-    def after_task(self, model: nn.Module, task: Task) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from torch import nn
 
 from mhmoe.adapters.config import check_positive
 from mhmoe.adapters.olora import task_layers, train_only_task
-from mhmoe.cl.methods.hooks import HookContext
+from mhmoe.cl.methods.hooks import HookContext, Hooks
 from mhmoe.data.trace import Task
 
 
@@ -41,7 +41,7 @@ def olora_penalty(model: nn.Module, current: int, lambda1: float, lambda2: float
     return lambda1 * orthogonal + lambda2 * norms
 
 
-class OLoRA:
+class OLoRA(Hooks):
     """The O-LoRA hooks: switch to the next task's LoRA before each task; add the penalty on every step."""
 
     def __init__(self, options: OLoRAOptions, context: HookContext) -> None:
@@ -56,9 +56,6 @@ class OLoRA:
         if self.current == 0 and self.options.lambda2 == 0:
             return None
         return olora_penalty(model, self.current, self.options.lambda1, self.options.lambda2)
-
-    def after_backward(self, model: nn.Module) -> None:
-        pass
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         self.current += 1

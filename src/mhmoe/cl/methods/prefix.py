@@ -18,7 +18,7 @@ from torch import nn
 from mhmoe.adapters.config import check_int
 from mhmoe.adapters.prefix import initialise_from_tokens, task_identity, train_only_task
 from mhmoe.adapters.task_identity import pooled_states
-from mhmoe.cl.methods.hooks import HookContext
+from mhmoe.cl.methods.hooks import HookContext, Hooks
 from mhmoe.cl.modes import evaluating
 from mhmoe.data.collate import prompt_batch
 from mhmoe.data.trace import Task
@@ -75,7 +75,7 @@ def initialise_task_prefixes(model: nn.Module, index: int, task: Task, context: 
         )
 
 
-class PrefixTuning:
+class PrefixTuning(Hooks):
     """The hooks of `prefix` and `norga`: train the next task's prefixes; store its prototype when it ends."""
 
     def __init__(self, options: PrefixOptions, context: HookContext) -> None:
@@ -90,12 +90,6 @@ class PrefixTuning:
         if self.options.init == "tokens" and self.initialised <= self.current:
             initialise_task_prefixes(model, self.current, task, self.context, self.options.init_examples)
         self.initialised = self.current + 1
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        return None
-
-    def after_backward(self, model: nn.Module) -> None:
-        pass
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         identity = task_identity(model)

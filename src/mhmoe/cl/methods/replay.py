@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_int
-from mhmoe.cl.methods.hooks import HookContext
+from mhmoe.cl.methods.hooks import HookContext, Hooks
 from mhmoe.cl.methods.memory import EpisodicMemory, ReservoirMemory, examples_loss
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import ConfigError
@@ -38,7 +38,7 @@ class ReplayOptions:
             raise ConfigError(f"replay config: field 'fraction' must be in (0, 1], got {self.fraction!r}")
 
 
-class Replay:
+class Replay(Hooks):
     """The replay hooks: store a memory after each task, add a replayed loss to every later micro-batch."""
 
     def __init__(self, options: ReplayOptions, context: HookContext) -> None:
@@ -54,9 +54,6 @@ class Replay:
     def per_batch(self) -> int:
         return max(1, round(self.options.fraction * self.context.batch_size))
 
-    def before_task(self, model: nn.Module, task: Task) -> None:
-        pass
-
     def draw(self) -> list[Example]:
         """The next micro-batch's replayed examples: uniform over the memory, a function of (seed, draws)."""
         stored = self.memory.examples()
@@ -68,9 +65,6 @@ class Replay:
         if not self.memory:
             return None
         return examples_loss(model, self.context, self.draw()) * (self.per_batch / self.context.batch_size)
-
-    def after_backward(self, model: nn.Module) -> None:
-        pass
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         self.memory.store(task)
