@@ -121,3 +121,14 @@ def test_stance_tasks_letters_balance_and_seed(tmp_path):
         assert {e.answer for e in examples} == {"A", "B", "C", "D"}
         for letter in "ABCD":  # roughly a quarter each
             assert 0.18 < sum(e.answer == letter for e in examples) / len(examples) < 0.32
+
+
+def test_a_builtin_tasks_records_are_the_same_in_every_order(tmp_path):
+    """Orders are compared on the same data: a task's sample depends on the seed and the task, not its position."""
+    forward = write_builtin(tmp_path / "f", seed=3, tasks=["Stance-Policy", "QA-Choice", "Arithmetic"])
+    backward = write_builtin(tmp_path / "b", seed=3, tasks=["Arithmetic", "QA-Choice", "Stance-Policy"])
+    for task in ("Stance-Policy", "QA-Choice", "Arithmetic"):
+        for split in ("train", "eval", "test"):
+            assert (forward / task / f"{split}.json").read_text() == (backward / task / f"{split}.json").read_text()
+    other_seed = write_builtin(tmp_path / "s", seed=4, tasks=["QA-Choice"])
+    assert (other_seed / "QA-Choice" / "test.json").read_text() != (forward / "QA-Choice" / "test.json").read_text()

@@ -129,7 +129,7 @@ def test_every_method_subclasses_hooks_and_repeats_no_empty_hook():
 # covers the module and everything under it; the longest name that covers a module decides its layer.
 LAYERS = [
     # Plain Python: errors, file writing, tables, field checks and the run settings (no torch, no registry).
-    ["errors", "files", "markdown", "checks", "distributed", "figures", "variants", "settings"],
+    ["errors", "files", "markdown", "checks", "claims_spec", "distributed", "figures", "variants", "settings"],
     ["metrics"],
     ["data"],  # data.trace scores answers with metrics.text
     ["adapters"],

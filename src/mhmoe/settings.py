@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mhmoe.checks import check_int, check_positive
+from mhmoe.claims_spec import Claim
 from mhmoe.errors import ConfigError
 from mhmoe.variants import NAME_PATTERN
 
@@ -261,6 +262,14 @@ class RunConfig:
     """The reference adapter kind: every other method gets the rank whose activated parameters per token match
     this kind's (the research's comparison; a variant may match total parameters instead); empty keeps each
     kind's configured rank."""
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    """Claims declared before the run, each {metric, a, b, direction: lower|higher, primary, margin}: on `metric`,
+    entry a is predicted lower or higher than entry b. The primary claims are tested as one family (Holm); the
+    report gives each a verdict (supported, contradicted, not resolved, or equivalent within the margin) and
+    labels every other comparison exploratory."""
+    threads: int | None = None
+    """Torch threads for the run, recorded with its results: float reduction order depends on it, so runs to be
+    compared must use the same count (one-thread runs side by side stay comparable); empty: torch's default."""
     log_with: list[str] = field(default_factory=list)
     """Accelerate trackers for training curves, e.g. [tensorboard]."""
     progress: bool = True
@@ -303,9 +312,25 @@ class RunConfig:
             raise ConfigError(
                 f"run config: field 'compare_to' names {self.compare_to!r}, which is not a method or variant {names}"
             )
+        if self.threads is not None:
+            check_int("run", "threads", self.threads)
+        for index, claim in enumerate(self.declared_claims()):
+            for entry in (claim.a, claim.b):
+                if entry not in names:
+                    raise ConfigError(f"run config: field 'claims[{index}]' names {entry!r}, not an entry {names}")
         for tracker in self.log_with:
             if tracker not in ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"):
                 raise ConfigError(f"run config: field 'log_with' has unknown tracker {tracker!r}")
+
+    def declared_claims(self) -> list[Claim]:
+        """The claims, validated (a one-line error naming the claim's field otherwise)."""
+        claims = []
+        for index, raw in enumerate(self.claims):
+            try:
+                claims.append(build(Claim, raw, f"claims[{index}]."))
+            except ConfigError as err:
+                raise ConfigError(f"run config: claims[{index}]: {err}") from None
+        return claims
 
     def _check_orders(self) -> None:
         first = None

@@ -13,6 +13,7 @@ from typing import Any
 from mhmoe.adapters import CONFIGS, AdapterConfig, config_from_dict
 from mhmoe.cl.methods import METHODS
 from mhmoe.errors import ConfigError
+from mhmoe.metrics.catalog import METRICS
 from mhmoe.settings import RunConfig, build
 from mhmoe.variants import MATCH_MODES, Variant
 
@@ -47,6 +48,11 @@ def check_registries(config: RunConfig) -> None:
                     f"run config: {name!r} cannot run without task boundaries: method {method!r} "
                     f"{METHODS[method].needs_tasks}"
                 )
+    for index, claim in enumerate(config.declared_claims()):
+        if claim.metric not in METRICS:
+            raise ConfigError(
+                f"run config: field 'claims[{index}].metric' must be one of {sorted(METRICS)}, got {claim.metric!r}"
+            )
     for kind in config.adapters:
         adapter_config(config, kind)
     for method in config.method_options:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 from torch import nn
 
@@ -93,6 +94,8 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
 def load_shared(plan: RunPlan) -> Shared:
     """The base model (frozen) and tokenizer, and every entry matched on it."""
     config = plan.config
+    if config.threads:
+        torch.set_num_threads(config.threads)  # before anything computes: the count is part of the result
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
     length = len(_first_seed(plan.root).tasks)

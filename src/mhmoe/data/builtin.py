@@ -245,11 +245,14 @@ def _unique_records(name: str, total: int, rng: random.Random) -> list[dict]:
 def write_builtin(
     root: str | Path, *, seed: int = 0, sizes: dict[str, int] | None = None, tasks: list[str] | None = None
 ) -> Path:
-    """Write the built-in tasks under `root` in TRACE's format; train/eval/test never share a prompt."""
+    """Write the built-in tasks under `root` in TRACE's format; train/eval/test never share a prompt.
+
+    A task's records depend on the seed and the task only, so runs over different orders see the same data.
+    """
     root, sizes = Path(root), {**DEFAULT_SIZES, **(sizes or {})}
-    for index, name in enumerate(tasks or DEFAULT_ORDER):
+    for name in tasks or DEFAULT_ORDER:
         scorer, max_new, _ = TASKS[name]
-        rng = random.Random(f"{seed}:{index}:{name}")
+        rng = random.Random(f"{seed}:{name}")  # the task's sample, wherever it stands in the order
         records = _unique_records(name, sum(sizes.values()), rng)
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
