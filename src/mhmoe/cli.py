@@ -103,6 +103,22 @@ def command_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_report(args: argparse.Namespace) -> int:
+    from mhmoe.cl.experiments import collect
+    from mhmoe.cl.regenerate import regenerate
+
+    if args.collect:
+        if not args.into:
+            raise ConfigError("--collect RUN_DIR needs --into NAME (the experiment folder under --results)")
+        print(f"collected into {collect(args.collect, Path(args.results) / args.into)}")
+        return 0
+    documents = [Path(d) for d in args.documents] or [Path("README.md"), *sorted(Path("docs").glob("*.md"))]
+    changed = regenerate(documents, Path(args.results), check=args.check)
+    for path in changed:
+        print(f"{'differs' if args.check else 'regenerated'}: {path}")
+    return 1 if args.check and changed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mhmoe", description="Continual fine-tuning of language models with mixture-of-experts adapters."
@@ -152,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("run_dir", help="a run folder written by `mhmoe run`")
     analyze.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     analyze.set_defaults(handler=command_analyze)
+    report = commands.add_parser(
+        "report",
+        help="regenerate the docs' tables and verdicts from the committed results (results/<experiment>/)",
+        description="Rebuild every '<!-- mhmoe report: NAME -->' block of the documents from results/NAME/ "
+        "(its per-seed results and declared claims), or collect a finished run's per-seed results into it.",
+    )
+    report.add_argument("documents", nargs="*", help="markdown files (default: README.md and docs/*.md)")
+    report.add_argument("--results", default="results", help="the folder of experiment folders (default: results)")
+    report.add_argument("--check", action="store_true", help="write nothing; exit 1 if a block would change")
+    report.add_argument("--collect", metavar="RUN_DIR", help="add a finished run's per-seed results to --into")
+    report.add_argument("--into", metavar="NAME", help="the experiment folder (under --results) to collect into")
+    report.set_defaults(handler=command_report)
     return parser
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from mhmoe.accounting import matched_size
 from mhmoe.cl.anytime import anytime_metrics
 from mhmoe.cl.checkpoint import Checkpoint, Position, clear_checkpoints, latest_folder
+from mhmoe.cl.claims_report import claims_section
 from mhmoe.cl.conditions import summarise_conditions, write_conditions_report
 from mhmoe.cl.driver import RunContext, fresh_adapter, train_entry  # noqa: F401 (fresh_adapter: public)
 from mhmoe.cl.entries import Entry, adapter_config, resolve_entries
@@ -142,7 +143,8 @@ def run_seeds_cell(cell: SeedsCell, shared: Shared) -> SeedsSummary:
     summary = SeedsSummary(**summarise_seeds(per_seed, cell.config.reference_method()))
     if process_state().is_main_process:
         cell.folder.write(summary)
-        write_seeds_report(cell.folder.path, to_dict(summary))
+        claims = claims_section(cell.config.declared_claims(), summary.per_seed)
+        write_seeds_report(cell.folder.path, to_dict(summary), claims)
     return summary
 
 

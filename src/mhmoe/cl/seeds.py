@@ -160,8 +160,8 @@ def plot_seeds(results: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_seeds_report(run_dir: Path, results: dict[str, Any]) -> Path:
-    """report.md and seeds.png at the top of a multi-seed run folder."""
+def write_seeds_report(run_dir: Path, results: dict[str, Any], claims: str = "") -> Path:
+    """report.md and seeds.png at the top of a multi-seed run folder; `claims` is the declared claims' section."""
     plot_seeds(results, run_dir / "seeds.png")
     seeds, n = results["seeds"], len(results["seeds"])
     sections = [
@@ -173,13 +173,18 @@ def write_seeds_report(run_dir: Path, results: dict[str, Any]) -> Path:
         seeds_table(results),
         "![per-seed values](seeds.png)",
     ]
+    if claims:
+        sections.append(claims)
     if results["paired"]:
+        n_tests = sum(len(metrics) for metrics in results["paired"].values())
         sections += [
-            f"## Paired against {results['reference']}",
+            f"## Paired against {results['reference']} (exploratory)",
             f"Per-seed differences {results['reference']} - method, their mean and 95% interval, and in how many "
-            "seeds the difference has the mean's sign. A verdict is stated only where the interval excludes 0.",
+            f"seeds the difference has the mean's sign. These are {n_tests} intervals at a nominal 95% each, with "
+            "no correction for their number: read them as exploratory, never as findings (the findings of a run "
+            "are its declared claims).",
             paired_table(results),
-            "## What the numbers say",
+            "## What each interval alone says (exploratory)",
             "\n".join(seed_verdicts(results)),
         ]
     sections.append("## Each seed")
