@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tiny_runs import tiny_run
 
 import mhmoe
-from mhmoe.analysis import seeds as across_seeds
+from mhmoe.analysis import across_seeds
 from mhmoe.analysis.analyze import analyze
 from mhmoe.analysis.record import _sketches, batch_gradient_shares, router_inputs, routes_and_losses, token_gradients
 from mhmoe.analysis.tokens import analysis_batches, example_labels, token_table

@@ -83,7 +83,7 @@ def test_training_on_collated_labels_teaches_generation(tokenizer):
 def test_evaluating_switches_to_eval_and_restores_the_previous_mode_even_on_an_error(training):
     from torch import nn
 
-    from mhmoe.cl.modes import evaluating
+    from mhmoe.cl.eval_mode import evaluating
 
     model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)).train(training)
     with evaluating(model):

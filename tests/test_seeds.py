@@ -8,8 +8,8 @@ import torch
 from test_resume import kill_run_at, train_losses
 
 from mhmoe.adapters import MHMoEConfig
+from mhmoe.cl.over_seeds import seed_verdicts, summarise_seeds
 from mhmoe.cl.run import fresh_adapter, run
-from mhmoe.cl.seeds import seed_verdicts, summarise_seeds
 from mhmoe.cl.train import batch_order
 from mhmoe.cli import main
 from mhmoe.config import load_config

@@ -134,7 +134,7 @@ LAYERS = [
     ["data"],  # data.trace scores answers with metrics.text
     ["adapters"],
     ["inject", "observe", "accounting", "models"],
-    ["cl.loss", "cl.modes"],  # the parts of the loop that the methods reuse
+    ["cl.loss", "cl.eval_mode"],  # the parts of the loop that the methods reuse
     ["cl.methods"],
     ["cl.entries", "config"],  # the checks that need the registries, and load_config that runs them
     ["cl"],

@@ -7,7 +7,7 @@ import pytest
 from test_resume import kill_run_at, train_losses
 from tiny_runs import tiny_run
 
-from mhmoe.cl.anytime import stream_plan
+from mhmoe.cl.anytime_record import stream_plan
 from mhmoe.cl.methods import METHODS, Method, NoHooks
 from mhmoe.cl.methods.windows import StepWindows
 from mhmoe.cl.run import run

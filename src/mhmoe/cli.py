@@ -12,14 +12,17 @@ from mhmoe.errors import ConfigError, MhmoeError
 
 
 def _settings_help() -> str:
-    from mhmoe.cl.methods import METHODS
+    from mhmoe.cl.methods import ALIASES, METHODS
     from mhmoe.config import describe_settings, presets
 
     lines = ["methods:"]
-    lines += [f"  {m.name:10} {m.summary}" for m in METHODS.values()]
+    aliases = {name: [a for a, n in ALIASES.items() if n == name] for name in METHODS}
+    for method in dict.fromkeys(METHODS.values()):
+        also = f" (also: {', '.join(aliases[method.name])})" if aliases[method.name] else ""
+        lines.append(f"  {method.name:10} {method.summary}{also}")
     lines += ["", f"presets (CONFIG may name one): {', '.join(presets())}", "", "settings (--set KEY=VALUE):"]
     rows = describe_settings()
-    for method in METHODS.values():
+    for method in dict.fromkeys(METHODS.values()):
         if method.options is not None:
             rows += describe_settings(method.options, f"method_options.{method.name}.")
     for key, default, doc in rows:
@@ -59,11 +62,11 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command_run(args: argparse.Namespace) -> int:
     from mhmoe.cl.conditions import conditions_table
+    from mhmoe.cl.over_seeds import seeds_table
     from mhmoe.cl.report import run_table
     from mhmoe.cl.results import ConditionsSummary, SeedsSummary, to_dict
     from mhmoe.cl.run import run
     from mhmoe.cl.run_folder import RunFolder
-    from mhmoe.cl.seeds import seeds_table
     from mhmoe.config import DEFAULT_PRESET, load_config, select_entries
     from mhmoe.distributed import process_state
 

@@ -6,7 +6,7 @@ method's adapters after every task on the tasks' held-out test examples (analysi
 N_eff and route-wise forgetting compare the adapters after the second-to-last and the last task on the
 old-task tokens (every task before the last), routed by the first; the attribution A[j][i] compares the
 adapters after tasks j-1 and j on task i. A run over several seeds is analysed seed by seed and its headline
-figures reported with their 95% t intervals over seeds (analysis/seeds.py); a run over orders or modes is
+figures reported with their 95% t intervals over seeds (analysis/across_seeds.py); a run over orders or modes is
 analysed condition by condition, each condition's figures side by side (analysis/conditions.py). A method
 trained without task boundaries has one adapter, after the whole stream: its per-task parts are skipped, with
 the reason in analysis.json ('skipped') and the report.
@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from mhmoe.adapters import KINDS
-from mhmoe.analysis import conditions as across_conditions
-from mhmoe.analysis import seeds as across_seeds
+from mhmoe.analysis import across_conditions, across_seeds
 from mhmoe.analysis.attribution import attribution
 from mhmoe.analysis.compositions import against_null, mean_comparison
 from mhmoe.analysis.forgetting import route_forgetting

@@ -11,7 +11,7 @@ routes r that task i's tokens took under the adapter before task j (at each anal
 
 so a route's term is its share of the damage. The column sums over j telescope to the total change of task
 i's loss since it was trained. The mean is over tokens; its errors are not estimated here (one adapter
-sequence per seed: intervals come from seeds, analysis/seeds.py).
+sequence per seed: intervals come from seeds, analysis/across_seeds.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mhmoe.cl.seeds import METRICS, as_interval
+from mhmoe.cl.over_seeds import METRICS, as_interval
 from mhmoe.figures import pyplot, save_figure
 from mhmoe.files import write_text
 from mhmoe.markdown import markdown_table

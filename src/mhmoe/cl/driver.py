@@ -22,7 +22,7 @@ from torch import nn
 
 from mhmoe.accounting import count_parameters
 from mhmoe.adapters import AdapterConfig
-from mhmoe.cl.anytime import add_row, empty_record, is_due, stream_plan
+from mhmoe.cl.anytime_record import add_row, empty_record, is_due, stream_plan
 from mhmoe.cl.checkpoint import Checkpoint, Position, save_checkpoint
 from mhmoe.cl.entries import Entry
 from mhmoe.cl.evaluate import StreamRow, evaluate_stream

@@ -15,8 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from mhmoe.adapters.task_identity import known_task
+from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.loss import answer_nll_per_example
-from mhmoe.cl.modes import evaluating
 from mhmoe.data.collate import prompt_batch, training_batch
 from mhmoe.data.trace import Task
 from mhmoe.distributed import map_shared

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from mhmoe.cl.claims_report import claims_section
 from mhmoe.cl.experiments import Experiment, load_experiment
+from mhmoe.cl.over_seeds import seeds_table, summarise_seeds
 from mhmoe.cl.results import to_dict
-from mhmoe.cl.seeds import seeds_table, summarise_seeds
 from mhmoe.errors import ConfigError
 from mhmoe.files import write_text
 

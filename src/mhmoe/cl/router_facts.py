@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from mhmoe.adapters import AdapterConfig
+from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.loss import accepts_logits_to_keep
-from mhmoe.cl.modes import evaluating
 from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Task
 from mhmoe.observe import moe_layers, record_routes

@@ -22,19 +22,19 @@ from accelerate import Accelerator
 from torch import nn
 
 from mhmoe.accounting import matched_size
-from mhmoe.cl.anytime import anytime_metrics
+from mhmoe.cl.anytime_record import anytime_metrics
 from mhmoe.cl.checkpoint import Checkpoint, Position, clear_checkpoints, latest_folder
 from mhmoe.cl.claims_report import claims_section
 from mhmoe.cl.conditions import summarise_conditions, write_conditions_report
 from mhmoe.cl.driver import RunContext, fresh_adapter, train_entry  # noqa: F401 (fresh_adapter: public)
 from mhmoe.cl.entries import Entry, adapter_config, resolve_entries
 from mhmoe.cl.evaluate import majority_answer_score
+from mhmoe.cl.over_seeds import summarise_seeds, write_seeds_report
 from mhmoe.cl.plan import ConditionsCell, RunPlan, SeedCell, SeedsCell, provenance, resolve, start
 from mhmoe.cl.report import write_report
 from mhmoe.cl.results import ConditionsSummary, RunResults, SeedsSummary, from_dict, to_dict
 from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
 from mhmoe.cl.run_folder import MetricsLog, flat_settings
-from mhmoe.cl.seeds import summarise_seeds, write_seeds_report
 from mhmoe.cl.train import TrainingError
 from mhmoe.distributed import cpu_only, process_state
 from mhmoe.inject import check_attachable

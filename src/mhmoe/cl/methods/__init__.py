@@ -13,13 +13,12 @@ from mhmoe.cl.methods.olora import OLoRA, OLoRAOptions
 from mhmoe.cl.methods.prefix import PrefixOptions, PrefixTuning
 from mhmoe.cl.methods.replay import Replay, ReplayOptions
 
-__all__ = ["METHODS", "HookContext", "Hooks", "Method", "NoHooks"]
+__all__ = ["ALIASES", "METHODS", "HookContext", "Hooks", "Method", "NoHooks"]
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("lora", "lora", NoHooks, "one LoRA trained through the whole stream (SeqLoRA)"),
-        Method("seqlora", "lora", NoHooks, "the same as 'lora', under the research's name"),
         Method("loramoe", "loramoe", NoHooks, "K LoRA experts behind one router over the whole input"),
         Method("mhmoe", "mhmoe", NoHooks, "H head slices, each with its own router and private bank of K experts"),
         Method(
@@ -65,3 +64,7 @@ METHODS: dict[str, Method] = {
         ),
     )
 }
+ALIASES = {"seqlora": "lora"}
+"""Other names a method answers to: the research calls sequentially fine-tuned LoRA 'SeqLoRA'. An entry keeps the
+name it was given (a table shows 'seqlora' if the config says so) and runs the method the alias names."""
+METHODS |= {alias: METHODS[name] for alias, name in ALIASES.items()}

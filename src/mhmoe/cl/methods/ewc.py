@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from mhmoe.adapters.config import check_int, check_positive
+from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.methods.hooks import HookContext, Hooks
 from mhmoe.cl.methods.memory import examples_loss, sample_examples
 from mhmoe.cl.methods.windows import StepWindows
-from mhmoe.cl.modes import evaluating
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import ConfigError
 from mhmoe.inject import adapter_parameters

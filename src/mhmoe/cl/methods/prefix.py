@@ -18,8 +18,8 @@ from torch import nn
 from mhmoe.adapters.config import check_int
 from mhmoe.adapters.prefix import initialise_from_tokens, task_identity, train_only_task
 from mhmoe.adapters.task_identity import pooled_states
+from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.methods.hooks import HookContext, Hooks
-from mhmoe.cl.modes import evaluating
 from mhmoe.data.collate import prompt_batch
 from mhmoe.data.trace import Task
 from mhmoe.errors import ConfigError

@@ -1,12 +1,12 @@
 """The analysis of a run repeated over conditions (task orders, or stream modes with and without task
 boundaries): every condition's folder is analysed as a run of its own, and its headline figures
-(analysis/seeds.py) are set side by side. Conditions are fixed, not samples: no figure is pooled across them."""
+(analysis/across_seeds.py) are set side by side. Conditions are fixed, not samples: no figure is pooled across them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mhmoe.analysis.seeds import headline, summarise
+from mhmoe.analysis.across_seeds import headline, summarise
 from mhmoe.analysis.summary import skipped_lines
 from mhmoe.markdown import markdown_table
 
