@@ -47,6 +47,8 @@ def _shortcuts(args: argparse.Namespace) -> list[str]:
         overrides.append(f"seeds=[{args.seeds}]")
     if getattr(args, "name", None):
         overrides.append(f"name={args.name}")
+    if getattr(args, "until_resolved", None):
+        overrides.append(f"until_resolved={args.until_resolved}")
     return overrides + list(args.set or [])
 
 
@@ -141,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated entries to run: methods (e.g. lora,loramoe,mhmoe) or the config's variant names",
     )
     run.add_argument("--name", help="run folder name under output_dir")
+    run.add_argument(
+        "--until-resolved",
+        type=int,
+        metavar="N",
+        help="add seeds (seed_group at a time) until the primary claims resolve or N seeds have run",
+    )
     run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: every method runs once per seed")
     run.add_argument(
         "--resume",

@@ -267,6 +267,12 @@ class RunConfig:
     entry a is predicted lower or higher than entry b. The primary claims are tested as one family (Holm); the
     report gives each a verdict (supported, contradicted, not resolved, or equivalent within the margin) and
     labels every other comparison exploratory."""
+    until_resolved: int | None = None
+    """Sequential seeds: after 'seeds', add 'seed_group' more at a time until every primary claim is resolved or
+    this many seeds have run. The claims' verdicts then come from a group-sequential test over the planned looks
+    (O'Brien-Fleming-type alpha spending), whose error rate holds under this optional stopping; empty: 'seeds'."""
+    seed_group: int = 1
+    """Seeds added at each look of 'until_resolved'."""
     threads: int | None = None
     """Torch threads for the run, recorded with its results: float reduction order depends on it, so runs to be
     compared must use the same count (one-thread runs side by side stay comparable); empty: torch's default."""
@@ -312,6 +318,7 @@ class RunConfig:
             raise ConfigError(
                 f"run config: field 'compare_to' names {self.compare_to!r}, which is not a method or variant {names}"
             )
+        self._check_sequential()
         if self.threads is not None:
             check_int("run", "threads", self.threads)
         for index, claim in enumerate(self.declared_claims()):
@@ -321,6 +328,28 @@ class RunConfig:
         for tracker in self.log_with:
             if tracker not in ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"):
                 raise ConfigError(f"run config: field 'log_with' has unknown tracker {tracker!r}")
+
+    def _check_sequential(self) -> None:
+        check_int("run", "seed_group", self.seed_group)
+        if self.until_resolved is None:
+            return
+        check_int("run", "until_resolved", self.until_resolved)
+        if len(self.seeds) < 3 or self.until_resolved <= len(self.seeds):
+            raise ConfigError(
+                "run config: field 'until_resolved' needs at least 3 'seeds' to start from and must exceed their "
+                f"count ({len(self.seeds)}), got {self.until_resolved}"
+            )
+        if not any(claim.primary for claim in self.declared_claims()):
+            raise ConfigError("run config: field 'until_resolved' needs a primary claim to resolve")
+        if self.orders or self.modes:
+            raise ConfigError("run config: field 'until_resolved' runs one stream; not with 'orders' or 'modes'")
+
+    def looks(self) -> list[int]:
+        """The seed counts at which a sequential run tests its claims: len(seeds), +seed_group, ..., until_resolved."""
+        if self.until_resolved is None:
+            return []
+        counts = list(range(len(self.seeds), self.until_resolved, self.seed_group))
+        return [*counts, self.until_resolved]
 
     def declared_claims(self) -> list[Claim]:
         """The claims, validated (a one-line error naming the claim's field otherwise)."""

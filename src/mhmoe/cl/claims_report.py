@@ -14,6 +14,7 @@ from mhmoe.claims_spec import Claim
 from mhmoe.markdown import markdown_table
 from mhmoe.metrics.catalog import METRICS
 from mhmoe.metrics.claims import ClaimResult, claim_sentence, format_p, judge_claims
+from mhmoe.metrics.sequential import SequentialFamily, sequential_family, sequential_sentence
 
 
 def claim_differences(claim: Claim, per_seed: dict[Any, dict[str, Any]]) -> list[float]:
@@ -37,6 +38,29 @@ def judge(claims: list[Claim], per_seed: dict[Any, dict[str, Any]]) -> list[Clai
             judged = judge_claims([c for _, c in family], [claim_differences(c, per_seed) for _, c in family])
             results |= {i: r for (i, _), r in zip(family, judged, strict=True)}
     return [results[i] for i in range(len(claims))]
+
+
+def sequential_judge(claims: list[Claim], per_seed: dict[Any, dict[str, Any]], looks: list[int]) -> SequentialFamily:
+    """The claims of a run that added seeds until they resolved: one group-sequential family over its looks
+    (primary and secondary together; only the primary ones decide when to stop)."""
+    seeds = sorted(per_seed)  # the order the seeds ran in: counts of a plan's looks
+    ordered = {seed: per_seed[seed] for seed in seeds}
+    return sequential_family(claims, [claim_differences(c, ordered) for c in claims], looks)
+
+
+def _sequential_lines(claims: list[Claim], per_seed: dict[Any, dict[str, Any]], looks: list[int]) -> list[str]:
+    family = sequential_judge(claims, per_seed, looks)
+    verdicts = [
+        [_label(d.claim), f"{d.mean:.2f}", f"{d.agreeing}/{d.n}", f"**{d.verdict}**"] for d in family.decisions
+    ]
+    return [
+        f"Seeds were added in groups until every primary claim resolved or {looks[-1]} seeds had run (looks at "
+        f"{looks} seeds; {family.n} ran). Verdicts come from a group-sequential t test per claim with "
+        "O'Brien-Fleming-type alpha spending and Holm's step-down across the claims (family-wise 0.05), valid "
+        "under this optional stopping; the mean at stopping tends to overstate the effect.",
+        markdown_table(["claim (a vs b, metric)", "a - b (mean)", "signs", "verdict"], verdicts),
+        "\n".join(f"- {sequential_sentence(d, looks, METRICS[d.claim.metric][0])}" for d in family.decisions),
+    ]
 
 
 def _label(claim: Claim) -> str:
@@ -64,13 +88,16 @@ def claims_table(results: list[ClaimResult]) -> str:
     return markdown_table(header, rows)
 
 
-def claims_section(claims: list[Claim], per_seed: dict[Any, dict[str, Any]]) -> str:
-    """The report's section on the declared claims (empty without claims)."""
+def claims_section(claims: list[Claim], per_seed: dict[Any, dict[str, Any]], looks: list[int] | None = None) -> str:
+    """The report's section on the declared claims (empty without claims); `looks`: the run added seeds until
+    its claims resolved, and they are judged by the group-sequential test."""
     if not claims:
         return ""
     short = [str(c) for c in claims if len(claim_differences(c, per_seed)) < 2]
     if short:
         return f"## Declared claims\n\nNot tested: {', '.join(short)} need at least two seeds with both entries."
+    if looks:
+        return "\n\n".join(["## Declared claims", *_sequential_lines(claims, per_seed, looks)])
     results = judge(claims, per_seed)
     lines = [
         "## Declared claims",

@@ -21,7 +21,9 @@ from typing import Any
 
 from accelerate.utils import broadcast_object_list
 
+from mhmoe.cl.claims_report import sequential_judge
 from mhmoe.cl.entries import Entry, resolve_entries
+from mhmoe.cl.results import SeedsSummary
 from mhmoe.cl.run_folder import RunFolder, flat_settings
 from mhmoe.config import load_config
 from mhmoe.data.stream import load_tasks
@@ -91,14 +93,15 @@ def check_processes(config: RunConfig, entries: list[Entry]) -> None:
 
 
 def _seed_cells(config: RunConfig, folder: RunFolder, name: str) -> SeedCell | SeedsCell:
-    """One stream's seeds: the folder itself for one seed, else seed-<s>/ folders under it."""
-    seeds = config.seed_list()
+    """One stream's seeds: the folder itself for one seed, else seed-<s>/ folders under it (with the seeds a
+    sequential run has added so far)."""
+    seeds = config.seed_list() + added_seeds(folder)
     if len(seeds) == 1:
-        single = dataclasses.replace(config, seed=seeds[0], seeds=[])
+        single = dataclasses.replace(config, seed=seeds[0], seeds=[], until_resolved=None)
         return SeedCell(single, folder, load_tasks(single.data, single.seed))
     cells = []
     for seed in seeds:
-        single = dataclasses.replace(config, seed=seed, seeds=[], name=f"{name}/seed-{seed}")
+        single = dataclasses.replace(config, seed=seed, seeds=[], until_resolved=None, name=f"{name}/seed-{seed}")
         cells.append(SeedCell(single, folder.seed(seed), load_tasks(single.data, seed)))
     return SeedsCell(config, folder, cells)
 
@@ -202,12 +205,48 @@ def _resume_plan(folder: RunFolder) -> RunPlan:
                 f"{folder.plan}: the run was started with other settings or code; resuming would mix results "
                 f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''})"
             )
-    if folder.finished:
+    if folder.finished and not config.until_resolved and cell_finished(plan.root):
         raise CheckpointError(f"{folder.path}: nothing to resume (the run has finished)")
     if isinstance(plan.root, SeedCell) and folder.checkpoint() is None:
         reason = "it was stopped before its first checkpoint; start it again"
         raise CheckpointError(f"{folder.path}: nothing to resume ({reason})")
     return plan
+
+
+def added_seeds(folder: RunFolder) -> list[int]:
+    """The seeds a sequential run (until_resolved) has added after its configured ones, in the order run."""
+    path = folder.path / ADDED_SEEDS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+
+ADDED_SEEDS = "added_seeds.json"
+
+
+def cell_finished(cell: Cell) -> bool:
+    """The cell's results are complete for the seeds it now plans (a sequential run may have added some)."""
+    if not cell.folder.finished:
+        return False
+    if isinstance(cell, SeedsCell):
+        return cell.folder.read().seeds == [seed.config.seed for seed in cell.seeds]
+    return True
+
+
+def next_seeds(plan: RunPlan, results: Any) -> RunPlan | None:
+    """The plan with the next group of seeds, when the run adds seeds until its claims resolve and they have not
+    (None otherwise); the added seeds are recorded in the run folder, so a resumed run plans them too."""
+    config, root = plan.config, plan.root
+    if not config.until_resolved or not isinstance(results, SeedsSummary) or not isinstance(root, SeedsCell):
+        return None
+    per_seed = {int(seed): run for seed, run in results.per_seed.items()}
+    if sequential_judge(config.declared_claims(), per_seed, config.looks()).stop:
+        return None
+    done = [cell.config.seed for cell in root.seeds]
+    wanted = next(n for n in config.looks() if n > len(done)) - len(done)
+    new = [max(done) + 1 + i for i in range(wanted)]
+    if process_state().is_main_process:
+        write_json(root.folder.path / ADDED_SEEDS, added_seeds(root.folder) + new)
+    process_state().wait_for_everyone()
+    return RunPlan(config, _cells(config, root.folder), plan.entries, plan.fingerprint)
 
 
 def start(plan: RunPlan) -> None:

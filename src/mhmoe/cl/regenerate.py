@@ -50,7 +50,7 @@ def experiment_block(exp: Experiment) -> str:
         if condition is not None:
             parts.append(f"### {condition}")
         parts.append(seeds_table(summary))
-        section = claims_section(claims, per_seed)
+        section = claims_section(claims, per_seed, exp.config.looks())
         if section:
             parts.append(section.replace("## Declared claims", "#### Declared claims"))
     return "\n\n".join(parts) + "\n"

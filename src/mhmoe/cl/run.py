@@ -30,7 +30,17 @@ from mhmoe.cl.driver import RunContext, fresh_adapter, train_entry  # noqa: F401
 from mhmoe.cl.entries import Entry, adapter_config, resolve_entries
 from mhmoe.cl.evaluate import majority_answer_score
 from mhmoe.cl.over_seeds import summarise_seeds, write_seeds_report
-from mhmoe.cl.plan import ConditionsCell, RunPlan, SeedCell, SeedsCell, provenance, resolve, start
+from mhmoe.cl.plan import (
+    ConditionsCell,
+    RunPlan,
+    SeedCell,
+    SeedsCell,
+    cell_finished,
+    next_seeds,
+    provenance,
+    resolve,
+    start,
+)
 from mhmoe.cl.report import write_report
 from mhmoe.cl.results import ConditionsSummary, RunResults, SeedsSummary, from_dict, to_dict
 from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
@@ -88,8 +98,11 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
     shared = load_shared(plan)
     if resume is None:
         start(plan)
-    execute(plan.root, shared)
-    return plan.root.folder.path
+    folder = plan.root.folder.path
+    results = execute(plan.root, shared)
+    while (plan := next_seeds(plan, results)) is not None:  # until_resolved: another group of seeds
+        results = execute(plan.root, shared)
+    return folder
 
 
 def load_shared(plan: RunPlan) -> Shared:
@@ -135,7 +148,7 @@ def run_seed_cell(cell: SeedCell, shared: Shared) -> RunResults:
 
 def run_seeds_cell(cell: SeedsCell, shared: Shared) -> SeedsSummary:
     """Every seed in seed-<s>/, then the top results.json and report.md over seeds."""
-    if cell.folder.finished:
+    if cell_finished(cell):
         return cell.folder.read()
     if not cell.folder.config.is_file():
         cell.folder.begin(cell.config)
@@ -143,7 +156,7 @@ def run_seeds_cell(cell: SeedsCell, shared: Shared) -> SeedsSummary:
     summary = SeedsSummary(**summarise_seeds(per_seed, cell.config.reference_method()))
     if process_state().is_main_process:
         cell.folder.write(summary)
-        claims = claims_section(cell.config.declared_claims(), summary.per_seed)
+        claims = claims_section(cell.config.declared_claims(), summary.per_seed, cell.config.looks())
         write_seeds_report(cell.folder.path, to_dict(summary), claims)
     return summary
 
