@@ -92,7 +92,10 @@ def test_overrides_parse_values_as_yaml():
     ("override", "message"),
     [
         ("train.lrr=1", r"unknown config field 'train\.lrr'"),
-        ("train.lr=-1", r"field 'lr' must be a number > 0"),
+        ("train.lr=-1", r"field 'lr' must be a finite number > 0"),
+        ("train.eps=.inf", r"field 'eps' must be a finite number > 0, got inf"),
+        ("train.weight_decay=.nan", r"field 'weight_decay' must be a finite number >= 0, got nan"),
+        ("adapters.lora.kind=mhmoe", r"'adapters.lora.kind' is 'mhmoe'; the section's name is the kind"),
         ("train.batch_size=2.5", r"'train\.batch_size' must be of type int"),
         ("train.betas=[0.9]", r"field 'betas'"),
         ("methods=[lora, nope]", r"unknown method 'nope'"),

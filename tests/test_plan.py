@@ -6,12 +6,12 @@ import pytest
 import yaml
 from tiny_runs import tiny_run
 
-from mhmoe.cl.plan import ConditionsCell, SeedCell, SeedsCell, resolve
+from mhmoe.cl.plan import ConditionsCell, SeedCell, SeedsCell, resolve, start
 from mhmoe.cl.results import SCHEMA, ConditionsSummary, RunResults, SeedsSummary, from_dict, read_results
 from mhmoe.cl.run_folder import RunFolder
 from mhmoe.cli import main
 from mhmoe.config import load_config
-from mhmoe.errors import CheckpointError, MhmoeError
+from mhmoe.errors import CheckpointError, ConfigError, MhmoeError
 
 SETTINGS = [*tiny_run(["Stance-Policy", "QA-Choice"], test=4, steps=2), "methods=[lora]"]
 
@@ -125,3 +125,27 @@ def test_bad_data_fails_while_resolving_before_anything_is_written(tmp_path):
     with pytest.raises(MhmoeError, match="Nope"):
         resolve(load_config(None, [*SETTINGS, f"output_dir={tmp_path}", "name=x", "data.order=[Nope, QA-Choice]"]))
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["../outside", "/tmp/absolute", "a/b", ".hidden"])
+def test_run_names_stay_inside_output_dir(tmp_path, name):
+    with pytest.raises(ConfigError, match="field 'name'.*letters, digits"):
+        resolve(load_config(None, [*SETTINGS, f"output_dir={tmp_path}", f"name={name}"]))
+
+
+def test_a_run_name_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        resolve(load_config(None, [*SETTINGS, f"output_dir={tmp_path}", "name=taken"]))
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_on_resume(tmp_path):
+    config = load_config(None, [*SETTINGS, f"output_dir={tmp_path}", "name=early", "seeds=[2]"])
+    plan = resolve(config)
+    start(plan)  # what a run writes before its first checkpoint, then it stops
+    (plan.root.folder.metrics).write_text('{"event": "eval", "method": "untrained"}\n')
+    assert main(["run", "--resume", str(tmp_path / "early")]) == 0
+    results = read_results(tmp_path / "early" / "results.json")
+    assert results.complete and results.seed == 2
+    events = [json.loads(line)["event"] for line in (tmp_path / "early" / "metrics.jsonl").read_text().splitlines()]
+    assert events.count("eval") == 1 + 2 * 1  # the untrained row once, then one per task: nothing stale kept

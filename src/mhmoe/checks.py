@@ -6,17 +6,19 @@ without importing torch.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mhmoe.errors import ConfigError
 
 
 def check_positive(kind: str, name: str, value: Any, *, allow_zero: bool = False) -> None:
-    """Raise unless `value` is a (non-negative if allow_zero, else positive) number."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
+    """Raise unless `value` is a finite (non-negative if allow_zero, else positive) number: inf passes a bound
+    but trains nothing (an eps of inf ran a 'successful' run that learned nothing)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (value >= 0 if allow_zero else value > 0):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{kind} config: field '{name}' must be a number {bound}, got {value!r}")
+        raise ConfigError(f"{kind} config: field '{name}' must be a finite number {bound}, got {value!r}")
 
 
 def check_int(kind: str, name: str, value: Any, *, minimum: int = 1) -> None:

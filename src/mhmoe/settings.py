@@ -9,6 +9,7 @@ torch nor any registry, so reading settings stays cheap; the checks that need th
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -169,7 +170,7 @@ class StreamSettings:
     steps (their stand-ins for a task's end)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.blur, (int, float)) or isinstance(self.blur, bool) or self.blur < 0:
+        if not isinstance(self.blur, (int, float)) or isinstance(self.blur, bool) or not 0 <= self.blur < math.inf:
             raise ConfigError(f"stream config: field 'blur' must be a number >= 0, got {self.blur!r}")
         check_int("stream", "eval_every", self.eval_every, minimum=0)
         check_int("stream", "consolidate_every", self.consolidate_every)

@@ -95,7 +95,12 @@ def adapter_config(config: RunConfig, kind: str) -> AdapterConfig:
     fields = config.adapters.get(kind) or {}
     if not isinstance(fields, dict):
         raise ConfigError(f"run config: field 'adapters.{kind}' must be a mapping of fields, got {fields!r}")
-    return config_from_dict({"kind": kind, **fields}, source=f"run config 'adapters.{kind}'")
+    if fields.get("kind", kind) != kind:  # a kind set under another kind's name would train under that name
+        raise ConfigError(
+            f"run config: field 'adapters.{kind}.kind' is {fields['kind']!r}; the section's name is the kind "
+            f"(set adapters.{fields['kind']} and the method that trains it instead)"
+        )
+    return config_from_dict({**fields, "kind": kind}, source=f"run config 'adapters.{kind}'")
 
 
 def method_options(config: RunConfig, method: str, extra: dict[str, Any] | None = None, *, where: str = "") -> Any:

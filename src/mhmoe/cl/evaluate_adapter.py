@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from mhmoe.cl.evaluate import StreamRow, evaluate_stream
@@ -28,7 +29,10 @@ def evaluate_adapter(
     """
     adapter_dir = Path(adapter_dir)
     read_adapter_config(adapter_dir)  # a missing or corrupt adapter fails before the model loads
-    settings = load_config(config or run_config_of(adapter_dir) or DEFAULT_PRESET, overrides)
+    source = config or run_config_of(adapter_dir) or DEFAULT_PRESET
+    settings = load_config(source, overrides)
+    if progress:  # what chooses the model and the stream: say which file it was
+        print(f"mhmoe eval: settings from {source}", file=sys.stderr)
     tasks = load_tasks(settings.data, settings.seed)
     model, tokenizer = load_model(settings.model.name, settings.model.torch_dtype)
     load_adapter(model, adapter_dir)
@@ -38,7 +42,7 @@ def evaluate_adapter(
         tasks,
         settings.eval,
         max_length=settings.train.max_length,
-        progress=progress,
+        progress=progress and settings.progress,
         seed=settings.seed,
     )
     return [t.name for t in tasks], row

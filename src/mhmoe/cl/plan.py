@@ -32,6 +32,7 @@ from mhmoe.distributed import process_state
 from mhmoe.errors import CheckpointError, ConfigError
 from mhmoe.files import write_json
 from mhmoe.settings import RunConfig
+from mhmoe.variants import NAME_PATTERN
 
 
 @dataclass
@@ -169,10 +170,17 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
 
 def new_folder_path(config: RunConfig, preset: str | None) -> RunFolder:
     """A fresh run folder's path (the first process names it: the name may hold the time); nothing is created."""
+    if config.name is not None and not NAME_PATTERN.fullmatch(config.name):
+        raise ConfigError(
+            f"run config: field 'name' {config.name!r} must be letters, digits and . _ + - (it names a folder "
+            "inside output_dir)"
+        )
     name = config.name or f"{preset or '-'.join(config.entry_names())}-{datetime.now():%Y%m%d-%H%M%S}"
     if process_state().num_processes > 1:
         name = broadcast_object_list([name])[0]
     folder = RunFolder(Path(config.output_dir) / name)
+    if folder.path.exists() and not folder.path.is_dir():
+        raise ConfigError(f"{folder.path}: exists and is not a folder; choose another name (--set name=...)")
     if folder.path.exists() and any(folder.path.iterdir()):
         raise ConfigError(f"{folder.path}: run folder exists and is not empty; choose another name (--set name=...)")
     return folder
@@ -207,10 +215,7 @@ def _resume_plan(folder: RunFolder) -> RunPlan:
             )
     if folder.finished and not config.until_resolved and cell_finished(plan.root):
         raise CheckpointError(f"{folder.path}: nothing to resume (the run has finished)")
-    if isinstance(plan.root, SeedCell) and folder.checkpoint() is None:
-        reason = "it was stopped before its first checkpoint; start it again"
-        raise CheckpointError(f"{folder.path}: nothing to resume ({reason})")
-    return plan
+    return plan  # a run stopped before its first checkpoint starts again in its folder
 
 
 def added_seeds(folder: RunFolder) -> list[int]:
@@ -254,7 +259,14 @@ def start(plan: RunPlan) -> None:
     state = process_state()
     folder = plan.root.folder
     if state.is_main_process:
-        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # one mkdir that fails if the folder exists: two runs started at once cannot share it
+            folder.path.mkdir()
+        except FileExistsError:
+            if any(folder.path.iterdir()):
+                raise ConfigError(
+                    f"{folder.path}: another run has just taken this folder; choose another name"
+                ) from None
     folder.begin(plan.config)
     if state.is_main_process:
         write_json(folder.plan, plan.fingerprint)

@@ -16,19 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from mhmoe.adapters import AdapterConfig
 from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.loss import accepts_logits_to_keep
 from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Task
 from mhmoe.observe import moe_layers, record_routes
-
-
-def routers_fixed(config: AdapterConfig) -> bool:
-    """True when the configuration gives its routers no gradient (for the MoE kinds: top-1, gate 'selected', no
-    balance loss); the config knows."""
-    return config.routers_fixed
-
 
 ROUTERS_FIXED_NOTE = (
     "top-1 routing with gate 'selected' and balance_coef 0 gives every chosen expert the weight 1, so the "

@@ -141,8 +141,10 @@ def run_seed_cell(cell: SeedCell, shared: Shared) -> RunResults:
     if folder.finished:
         return folder.read()
     checkpoint = folder.checkpoint()
-    if checkpoint is None and not folder.plan.is_file():  # never started, or stopped before its first checkpoint
-        folder.begin(cell.config, replace=True)  # (a new run's top folder is ready: config and fingerprint)
+    if checkpoint is None and folder.plan.is_file():  # the top folder: its config and fingerprint stay
+        folder.clear(keep=(folder.config, folder.plan))
+    elif checkpoint is None:  # never started, or stopped before its first checkpoint
+        folder.begin(cell.config, replace=True)
     return run_seed(cell, shared, checkpoint)
 
 

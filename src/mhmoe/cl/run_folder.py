@@ -67,6 +67,18 @@ class RunFolder:
         """The newest checkpoint (None when there is none)."""
         return load_checkpoint(self.path) if self.path.is_dir() else None
 
+    def clear(self, keep: tuple[Path, ...] = ()) -> None:
+        """Remove what an interrupted start left (rank 0), keeping the `keep` paths."""
+        if process_state().is_main_process:
+            for child in self.path.iterdir():
+                if child in keep:
+                    continue
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        process_state().wait_for_everyone()
+
     def begin(self, config: RunConfig, *, replace: bool = False) -> RunFolder:
         """Create (or, with `replace`, empty) the folder and write its config.yaml (rank 0 writes)."""
         state = process_state()
