@@ -168,12 +168,18 @@ class StreamSettings:
     consolidate_every: int = 24
     """Without boundaries: EWC re-estimates its Fisher online and GEM stores a pseudo-task memory every this many
     steps (their stand-ins for a task's end)."""
+    schedule: str = "task"
+    """With boundaries: 'task' gives every task a fresh optimizer and cosine schedule (TRACE's protocol); 'stream'
+    one optimizer and one cosine over the whole stream, as a stream without boundaries has, so the two modes
+    differ only in what the methods are told."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.blur, (int, float)) or isinstance(self.blur, bool) or not 0 <= self.blur < math.inf:
             raise ConfigError(f"stream config: field 'blur' must be a number >= 0, got {self.blur!r}")
         check_int("stream", "eval_every", self.eval_every, minimum=0)
         check_int("stream", "consolidate_every", self.consolidate_every)
+        if self.schedule not in ("task", "stream"):
+            raise ConfigError(f"stream config: field 'schedule' must be 'task' or 'stream', got {self.schedule!r}")
         if not self.boundaries and not self.eval_every:
             raise ConfigError(
                 "stream config: field 'eval_every' must be > 0 when 'boundaries' is false (no task ends to score at)"

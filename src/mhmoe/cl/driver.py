@@ -29,7 +29,7 @@ from mhmoe.cl.evaluate import StreamRow, evaluate_stream
 from mhmoe.cl.methods import METHODS, HookContext
 from mhmoe.cl.router_facts import expert_load, router_gradients
 from mhmoe.cl.run_folder import MetricsLog
-from mhmoe.cl.train import batch_order, steps_per_task, train_steps
+from mhmoe.cl.train import batch_order, make_optimizer, steps_per_task, train_steps
 from mhmoe.data.trace import Example, Task
 from mhmoe.errors import CheckpointError
 from mhmoe.inject import adapter_state, attach, save_adapter
@@ -112,6 +112,8 @@ class RunContext:
                 training = {"hooks": progress.hooks.state_dict(), "rng": torch.get_rng_state()}
                 if torch.cuda.is_available():  # dropout on a GPU draws from its own generators
                     training["cuda_rng"] = torch.cuda.get_rng_state_all()
+                if optimizer is None and progress.optim is not None:  # the stream's one optimizer, at any point
+                    optimizer, scheduler = progress.optim
                 if optimizer is not None:
                     training |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
                 adapter = adapter_state(progress.plain)
@@ -153,6 +155,8 @@ class EntryProgress:
         default_factory=lambda: {"R": [], "R_se": [], "L": [], "router_grad": {}, "anytime": empty_record()}
     )
     seconds: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "eval": 0.0})
+    optim: tuple | None = None
+    """One (optimizer, scheduler) for the whole stream (stream.schedule 'stream'); None: one per segment."""
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Put the adapter, the hooks' state, the RNG, the rows and times back as the checkpoint holds them."""
@@ -217,7 +221,9 @@ def train_segment(
     config, plain, hooks = ctx.config, progress.plain, progress.hooks
     partial = None
     if resume is not None and resume.position.task == segment.index and resume.position.step > 0:
-        partial = {"step": resume.position.step, **{k: resume.training[k] for k in ("optimizer", "scheduler")}}
+        partial = {"step": resume.position.step}
+        if progress.optim is None:  # the segment's own optimizer, as the checkpoint left it
+            partial |= {k: resume.training[k] for k in ("optimizer", "scheduler")}
     task_name = {"task": segment.task.name} if segment.task is not None else {}
     if segment.task is not None:
         hooks.before_task(plain, segment.task)  # first: it may change which parameters train (O-LoRA)
@@ -235,6 +241,7 @@ def train_segment(
             resume=partial,
             on_step=lambda step, opt, sch: observer(segment, step, opt, sch),
             after_step=(lambda examples: hooks.after_step(plain, examples)) if segment.task is None else None,
+            optim=progress.optim,
         )
     if segment.task is not None:
         hooks.after_task(plain, segment.task)
@@ -275,6 +282,8 @@ def train_entry(index: int, entry: Entry, base_model: nn.Module, ctx: RunContext
     progress.model = ctx.accelerator.prepare(model)
     segments = stream_segments(ctx.tasks, config, entry.name)
     observer = StepObserver(ctx, progress, index, sum(len(s.plan) for s in segments))
+    if config.stream.boundaries and config.stream.schedule == "stream":
+        progress.optim = stream_optimizer(progress.model, config, observer.total, resume)
     for segment in segments[start.task :]:
         done = start.step if segment.index == start.task else 0
         stats = {}
@@ -289,6 +298,16 @@ def train_entry(index: int, entry: Entry, base_model: nn.Module, ctx: RunContext
             observer.anytime.score(observer.total)
         ctx.checkpoint(Position(index, segment.index + 1, 0), progress)
     return entry_result(entry, counts, progress, ctx)
+
+
+def stream_optimizer(model: nn.Module, config: RunConfig, total: int, resume: Checkpoint | None) -> tuple:
+    """One optimizer and one cosine schedule over all the stream's steps, restored from `resume` if it has them."""
+    optimizer, scheduler = make_optimizer(model, config.train, total)
+    training = resume.training if resume is not None else None
+    if training and "optimizer" in training:
+        optimizer.load_state_dict(training["optimizer"])
+        scheduler.load_state_dict(training["scheduler"])
+    return optimizer, scheduler
 
 
 def entry_result(entry: Entry, counts, progress: EntryProgress, ctx: RunContext) -> dict[str, Any]:

@@ -57,7 +57,12 @@ def check_registries(config: RunConfig) -> None:
         adapter_config(config, kind)
     for method in config.method_options:
         method_options(config, method)
-    resolve_entries(config)
+    for entry in resolve_entries(config):
+        if config.stream.schedule == "stream" and entry.adapter.per_task:
+            raise ConfigError(
+                f"run config: {entry.name!r} cannot share one optimizer over the stream (stream.schedule "
+                "'stream'): it trains other parameters on each task"
+            )
 
 
 def resolve_entries(config: RunConfig) -> list[Entry]:

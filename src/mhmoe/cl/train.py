@@ -194,18 +194,21 @@ def train_steps(
     resume: dict | None = None,
     on_step: Callable[[int, Any, Any], None] | None = None,
     after_step: Callable[[list[Example]], None] | None = None,
+    optim: tuple | None = None,
 ) -> TaskTraining:
-    """Train on `plan`, one optimizer step per entry (its examples), under one optimizer and cosine schedule.
+    """Train on `plan`, one optimizer step per entry (its examples), under one optimizer and cosine schedule
+    (`optim`, an (optimizer, scheduler) pair shared with other plans, or a fresh pair for this plan).
 
     A task of the stream is one plan; a stream without boundaries is one plan for the whole stream.
     `after_step(examples)` sees each step's examples once the step is taken (a boundary-free method's memory).
     """
     steps = len(plan)
-    optimizer, scheduler = make_optimizer(model, settings, steps)
+    optimizer, scheduler = optim or make_optimizer(model, settings, steps)
     first_step = 1
     if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
+        if "optimizer" in resume:
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
         first_step = resume["step"] + 1
     model.train()
     start, tokens, loss_value = time.perf_counter(), 0, float("nan")
