@@ -64,7 +64,8 @@ def test_research_tables_hold_the_papers_configurations():
     assert all(576 % h == 0 and 1536 % h == 0 for h in heads.values())  # SmolLM2's MLP widths
     assert load_config("trace-qwen3-8b").train.epochs == 5  # Appendix A.3.4
     taskfree = load_config("taskfree-cpu")
-    assert taskfree.modes == ["boundaries", "taskfree"] and len(taskfree.seeds) == 3
+    assert taskfree.modes == ["boundaries", "taskfree"] and len(taskfree.seeds) == 5 and taskfree.claims
+    assert taskfree.stream.schedule == "stream" and taskfree.stream.blur == 0.1  # the modes differ in boundaries only
     assert taskfree.stream.eval_every > 0 and taskfree.model.name == "smollm2-135m-instruct"
     for name in ("table5", "table5-cpu"):
         overhead = load_config(name)
