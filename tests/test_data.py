@@ -38,6 +38,10 @@ def test_loads_trace_names_unicode_and_features(tmp_path):
         ('[{"prompt": "a", "answer": "b"}, 7]', r"train.json: record 1 is a int"),
         ('[{"prompt": "a"}]', r"train.json: record 0 has no 'answer' field"),
         ('[{"prompt": "a", "answer": 5}]', r"train.json: record 0 field 'answer' is a int, not a string"),
+        (
+            '[{"prompt": "a", "answer": "b"}, {"prompt": "  ", "answer": "c"}]',
+            r"train.json: record 1 has an empty prompt",
+        ),
     ],
 )
 def test_malformed_files_name_file_and_record(tmp_path, content, message):

@@ -102,6 +102,8 @@ class TaskSpec:
             prompt = self.prompt_template.format_map(record)
         else:
             prompt = _string_field(record, self.prompt_field, path, index)
+        if not prompt.strip():  # generation from an empty prompt has nothing to condition on (and crashed)
+            raise DataError(f"{path}: record {index} has an empty prompt")
         answer = _string_field(record, self.answer_field, path, index)
         used = {self.prompt_field, self.answer_field}
         return Example(prompt, answer, {k: str(v) for k, v in record.items() if k not in used})
