@@ -1,6 +1,7 @@
 """Declared claims in reports, experiment folders and the docs' generated blocks."""
 
 import json
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -115,3 +116,10 @@ def test_seeds_produced_by_other_code_are_not_compared(claimed_run, tmp_path):
     (folder / "seed-1.json").write_text(json.dumps(seed))
     with pytest.raises(ConfigError, match="different code"):
         load_experiment(folder)
+
+
+def test_the_committed_docs_are_what_the_committed_results_give():
+    """Every generated block of README.md and docs/ equals what `mhmoe report` makes of results/ now."""
+    root = Path(__file__).resolve().parent.parent
+    documents = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    assert regenerate(documents, root / "results", check=True) == []

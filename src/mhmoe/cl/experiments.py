@@ -19,7 +19,7 @@ from mhmoe.cl.results import ConditionsSummary, RunResults, SeedsSummary, from_d
 from mhmoe.cl.run_folder import RunFolder
 from mhmoe.config import load_config
 from mhmoe.errors import ConfigError
-from mhmoe.files import write_json
+from mhmoe.files import write_text
 from mhmoe.settings import RunConfig
 
 COMPARED = ("code", "versions", "python", "settings_sha256", "threads", "model")
@@ -64,7 +64,7 @@ def collect(run_dir: str | Path, destination: str | Path) -> Path:
             path = target / f"seed-{seed}.json"
             if path.exists():
                 raise ConfigError(f"{path}: seed {seed} is already collected; remove it to replace it")
-            write_json(path, to_dict(run))
+            write_text(path, json.dumps(to_dict(run), separators=(",", ":")) + "\n")  # compact: kept in git
     return out
 
 
