@@ -52,6 +52,16 @@ def _shortcuts(args: argparse.Namespace) -> list[str]:
     return overrides + list(args.set or [])
 
 
+def _seed_list(text: str | None, flag: str) -> list[int] | None:
+    """Comma-separated seeds as integers (None when the flag was not given)."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not a comma-separated list of integers, e.g. 5,6") from None
+
+
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="a YAML file or preset name (default: quickstart)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
@@ -72,10 +82,12 @@ def command_run(args: argparse.Namespace) -> int:
     from mhmoe.config import DEFAULT_PRESET, load_config, select_entries
     from mhmoe.distributed import process_state
 
+    if args.add_seeds and not args.resume:
+        raise ConfigError("--add-seeds extends an existing run: give it with --resume RUN_DIR")
     if args.resume:
         if args.config or _shortcuts(args) or args.methods:
             raise ConfigError("--resume continues a run with its own saved settings; give no CONFIG or overrides")
-        run_dir = run(resume=args.resume)
+        run_dir = run(resume=args.resume, add_seeds=_seed_list(args.add_seeds, "--add-seeds"))
     else:
         source = args.config or DEFAULT_PRESET
         config = select_entries(load_config(source, _shortcuts(args)), args.methods)
@@ -154,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="RUN_DIR",
         help="continue an interrupted run from its newest checkpoint; it ends with the results it would have had",
+    )
+    run.add_argument(
+        "--add-seeds",
+        metavar="SEEDS",
+        help="with --resume: extend a multi-seed run with these seeds (comma-separated), same settings; the "
+        "summary is rewritten over all seeds and the added seeds are recorded in the run folder",
     )
     run.set_defaults(handler=command_run)
     evaluate = commands.add_parser(

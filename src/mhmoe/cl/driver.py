@@ -23,7 +23,7 @@ from torch import nn
 from mhmoe.accounting import count_parameters
 from mhmoe.adapters import AdapterConfig
 from mhmoe.cl.anytime_record import add_row, empty_record, is_due, stream_plan
-from mhmoe.cl.checkpoint import Checkpoint, Position, save_checkpoint
+from mhmoe.cl.checkpoint import Checkpoint, Position, latest_folder, save_checkpoint
 from mhmoe.cl.entries import Entry
 from mhmoe.cl.evaluate import StreamRow, evaluate_stream
 from mhmoe.cl.methods import METHODS, HookContext
@@ -88,6 +88,8 @@ class RunContext:
     log: MetricsLog
     results: dict[str, Any]
     """results.json as it stands (a RunResults mapping), saved in every checkpoint."""
+    owner: dict[str, Any] = field(default_factory=dict)
+    """The run its checkpoints belong to (see checkpoint_owner)."""
 
     def evaluate(self, model: nn.Module, label: str) -> StreamRow:
         """One row of R, its errors and one row of L, with the run's evaluation settings and seed."""
@@ -118,7 +120,7 @@ class RunContext:
                     training |= {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
                 adapter = adapter_state(progress.plain)
                 rows, seconds = dict(progress.rows), dict(progress.seconds)
-            state = Checkpoint(position, self.results, rows, seconds, self.log.size(), adapter, training)
+            state = Checkpoint(position, self.results, rows, seconds, self.log.size(), adapter, training, self.owner)
             save_checkpoint(self.run_dir, state)
         self.accelerator.wait_for_everyone()
 
@@ -161,12 +163,15 @@ class EntryProgress:
     def restore(self, checkpoint: Checkpoint) -> None:
         """Put the adapter, the hooks' state, the RNG, the rows and times back as the checkpoint holds them."""
         params = adapter_state(self.plain)
-        if checkpoint.adapter is None or set(checkpoint.adapter) != set(params):
-            raise CheckpointError("checkpoint: its adapter tensors do not match this run's adapter")
+        saved = checkpoint.adapter or {}
+        if set(saved) != set(params) or any(saved[n].shape != p.shape for n, p in params.items()):
+            raise CheckpointError("checkpoint: its adapter tensors do not match this run's adapter (names or shapes)")
+        training = checkpoint.training
+        if not isinstance(training, dict) or not {"hooks", "rng"} <= set(training):
+            raise CheckpointError("checkpoint: its training state lacks the hooks' state or the RNG")
         with torch.no_grad():
             for name, param in params.items():
-                param.copy_(checkpoint.adapter[name])
-        training = checkpoint.training
+                param.copy_(saved[name])
         self.hooks.load_state_dict(training["hooks"])
         torch.set_rng_state(training["rng"])
         if "cuda_rng" in training and torch.cuda.is_available():
@@ -281,6 +286,7 @@ def train_entry(index: int, entry: Entry, base_model: nn.Module, ctx: RunContext
         start = resume.position
     progress.model = ctx.accelerator.prepare(model)
     segments = stream_segments(ctx.tasks, config, entry.name)
+    check_position(start, segments, ctx.run_dir)
     observer = StepObserver(ctx, progress, index, sum(len(s.plan) for s in segments))
     if config.stream.boundaries and config.stream.schedule == "stream":
         progress.optim = stream_optimizer(progress.model, config, observer.total, resume)
@@ -298,6 +304,16 @@ def train_entry(index: int, entry: Entry, base_model: nn.Module, ctx: RunContext
             observer.anytime.score(observer.total)
         ctx.checkpoint(Position(index, segment.index + 1, 0), progress)
     return entry_result(entry, counts, progress, ctx)
+
+
+def check_position(position: Position, segments: list[Segment], run_dir: Path) -> None:
+    """Refuse a checkpoint whose position lies outside this entry's stream (it could only come from elsewhere)."""
+    inside = position.task < len(segments) and position.step <= len(segments[position.task].plan)
+    if not inside and (position.task, position.step) != (len(segments), 0):
+        raise CheckpointError(
+            f"{latest_folder(run_dir)}/state.json: position task {position.task}, step {position.step} is outside "
+            f"this run's stream ({len(segments)} segments)"
+        )
 
 
 def stream_optimizer(model: nn.Module, config: RunConfig, total: int, resume: Checkpoint | None) -> tuple:

@@ -145,6 +145,13 @@ def fingerprint(config: RunConfig) -> dict[str, Any]:
     }
 
 
+def checkpoint_owner(config: RunConfig) -> dict[str, Any]:
+    """Whose checkpoints a seed's run may continue from: its own seed, model and settings."""
+    settings = {k: v for k, v in flat_settings(config.to_dict()).items() if k.split(".")[0] not in UNCHECKED}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {"seed": config.seed, "model": config.model.name, "settings": digest}
+
+
 def provenance(plan_fingerprint: dict[str, Any]) -> dict[str, Any]:
     """What a result records of what produced it (the fingerprint without the settings, which config.yaml holds,
     plus their hash and the thread count in use)."""
@@ -187,24 +194,32 @@ def new_folder_path(config: RunConfig, preset: str | None) -> RunFolder:
 
 
 def resolve(
-    config: RunConfig | None = None, *, preset: str | None = None, resume: str | Path | None = None
+    config: RunConfig | None = None,
+    *,
+    preset: str | None = None,
+    resume: str | Path | None = None,
+    add_seeds: list[int] | None = None,
 ) -> RunPlan:
-    """The plan of a new run of `config`, or of continuing the interrupted run folder `resume`."""
+    """The plan of a new run of `config`, or of continuing the run folder `resume` (with `add_seeds`: the one
+    change a resume may make, more seeds of the same settings)."""
     if resume is not None:
-        return _resume_plan(RunFolder(Path(resume)))
+        return _resume_plan(RunFolder(Path(resume)), add_seeds or [])
     entries = resolve_entries(config)
     check_processes(config, entries)
     folder = new_folder_path(config, preset)
     return RunPlan(config, _cells(config, folder), entries, fingerprint(config))
 
 
-def _resume_plan(folder: RunFolder) -> RunPlan:
+def _resume_plan(folder: RunFolder, add_seeds: list[int]) -> RunPlan:
     if not folder.config.is_file():
         raise CheckpointError(f"{folder.config}: not found; --resume needs a run folder written by `mhmoe run`")
     config = load_config(folder.config)
     entries = resolve_entries(config)
     check_processes(config, entries)
     plan = RunPlan(config, _cells(config, folder), entries, fingerprint(config))
+    if add_seeds:
+        _check_and_record_added(plan, add_seeds)
+        plan = RunPlan(config, _cells(config, folder), entries, plan.fingerprint)
     if folder.plan.is_file():
         saved = json.loads(folder.plan.read_text(encoding="utf-8"))
         changed = differences(saved, plan.fingerprint)
@@ -225,6 +240,28 @@ def added_seeds(folder: RunFolder) -> list[int]:
 
 
 ADDED_SEEDS = "added_seeds.json"
+
+
+def _check_and_record_added(plan: RunPlan, seeds: list[int]) -> None:
+    """Refuse seeds a run cannot take, else record them in added_seeds.json of every stream's folder, where the
+    plan reads them (the run's config.yaml and fingerprint stay as they were)."""
+    where = plan.root.folder.path
+    if plan.config.until_resolved:
+        raise ConfigError(f"{where}: a run that adds seeds until its claims resolve chooses its own seeds")
+    streams = list(plan.root.children.values()) if isinstance(plan.root, ConditionsCell) else [plan.root]
+    if not isinstance(streams[0], SeedsCell):
+        raise ConfigError(
+            f"{where}: a one-seed run's folder is that seed's run; run the new seeds under another name and "
+            "collect both (mhmoe report --collect)"
+        )
+    planned = {cell.config.seed for cell in streams[0].seeds}
+    repeated = sorted(planned & set(seeds)) or sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"--add-seeds: seed(s) {repeated} already in the run {where}")
+    if process_state().is_main_process:
+        for stream in streams:
+            write_json(stream.folder.path / ADDED_SEEDS, added_seeds(stream.folder) + seeds)
+    process_state().wait_for_everyone()
 
 
 def cell_finished(cell: Cell) -> bool:

@@ -36,6 +36,7 @@ from mhmoe.cl.plan import (
     SeedCell,
     SeedsCell,
     cell_finished,
+    checkpoint_owner,
     next_seeds,
     provenance,
     resolve,
@@ -47,6 +48,7 @@ from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
 from mhmoe.cl.run_folder import MetricsLog, flat_settings
 from mhmoe.cl.train import TrainingError
 from mhmoe.distributed import cpu_only, process_state
+from mhmoe.errors import CheckpointError
 from mhmoe.inject import check_attachable
 from mhmoe.metrics import bwt, final_old_loss, forgetting_curves, fwt, loss_bwt, op
 from mhmoe.models import load_model
@@ -84,7 +86,13 @@ class Shared:
     """What every result of the run records of the code, libraries and threads that produced it."""
 
 
-def run(config: RunConfig | None = None, *, preset: str | None = None, resume: str | Path | None = None) -> Path:
+def run(
+    config: RunConfig | None = None,
+    *,
+    preset: str | None = None,
+    resume: str | Path | None = None,
+    add_seeds: list[int] | None = None,
+) -> Path:
     """Run every entry of `config` on its stream, once per seed (and per order or mode), or continue the
     interrupted run `resume`; returns the run folder.
 
@@ -92,9 +100,10 @@ def run(config: RunConfig | None = None, *, preset: str | None = None, resume: s
     (`seed-<s>/`) and, at the top, results.json and report.md with the intervals over seeds. With `orders` or
     `modes`, each order or mode is such a run in its own folder, and the top compares the entries across them.
     A resumed run ends with the same results as an uninterrupted one: it restarts from the newest checkpoint
-    with the same data order, state and RNG.
+    with the same data order, state and RNG; `add_seeds` extends a finished or interrupted multi-seed run with
+    more seeds of the same settings, recorded in its folder.
     """
-    plan = resolve(config, preset=preset, resume=resume)
+    plan = resolve(config, preset=preset, resume=resume, add_seeds=add_seeds)
     shared = load_shared(plan)
     if resume is None:
         start(plan)
@@ -140,7 +149,7 @@ def run_seed_cell(cell: SeedCell, shared: Shared) -> RunResults:
     folder = cell.folder
     if folder.finished:
         return folder.read()
-    checkpoint = folder.checkpoint()
+    checkpoint = folder.checkpoint(checkpoint_owner(cell.config))
     if checkpoint is None and folder.plan.is_file():  # the top folder: its config and fingerprint stay
         folder.clear(keep=(folder.config, folder.plan))
     elif checkpoint is None:  # never started, or stopped before its first checkpoint
@@ -200,12 +209,17 @@ def run_seed(cell: SeedCell, shared: Shared, checkpoint: Checkpoint | None) -> R
         accelerator.init_trackers("tracking", config=flat_settings(config.to_dict()))
     log = MetricsLog(cell.folder.metrics, accelerator, resume_at=checkpoint and checkpoint.metrics_bytes)
     shared.base_model.to(accelerator.device)
-    ctx = RunContext(run_dir, config, cell.tasks, shared.tokenizer, accelerator, log, {})
+    ctx = RunContext(run_dir, config, cell.tasks, shared.tokenizer, accelerator, log, {}, checkpoint_owner(config))
     if checkpoint is None:
         results = untrained_results(cell, shared, log, ctx.evaluate)
         ctx.results = to_dict(results)
         ctx.checkpoint(Position(0, 0, 0))
     else:
+        if checkpoint.position.method > len(shared.entries):
+            raise CheckpointError(
+                f"{latest_folder(run_dir)}/state.json: position method {checkpoint.position.method} is past this "
+                f"run's {len(shared.entries)} entries"
+            )
         results = from_dict(checkpoint.results, f"{latest_folder(run_dir)}/state.json")
         ctx.results = to_dict(results)
     for index, (name, entry) in enumerate(shared.entries.items()):

@@ -63,9 +63,9 @@ class RunFolder:
             return self.report.is_file() and not self.checkpoints.exists()  # schema 1 had no flag
         return True
 
-    def checkpoint(self):
-        """The newest checkpoint (None when there is none)."""
-        return load_checkpoint(self.path) if self.path.is_dir() else None
+    def checkpoint(self, owner: dict[str, Any] | None = None):
+        """The newest checkpoint (None when there is none); with `owner`, only one that run wrote."""
+        return load_checkpoint(self.path, owner) if self.path.is_dir() else None
 
     def clear(self, keep: tuple[Path, ...] = ()) -> None:
         """Remove what an interrupted start left (rank 0), keeping the `keep` paths."""
