@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mhmoe.adapters import KINDS, AdapterConfig, Site, build_layer, config_from_dict, linear_layers
-from mhmoe.adapters.config import matches_target
+from mhmoe.adapters.config import matching_names
 from mhmoe.errors import AdapterFileError, ConfigError
 from mhmoe.files import atomic_write, write_json
 
@@ -31,10 +31,9 @@ FORMAT_VERSION = 1
 
 def find_targets(model: nn.Module, patterns: list[str] | str) -> dict[str, nn.Linear]:
     """The linears `patterns` names, by module name; already-adapted modules count as their base layer."""
-    targets, adapted = {}, linear_layers()
-    for name, module in model.named_modules():
-        if name.endswith(".base_layer") or not matches_target(name, patterns):
-            continue
+    targets, adapted, modules = {}, linear_layers(), dict(model.named_modules())
+    for name in matching_names([n for n in modules if not n.endswith(".base_layer")], patterns):
+        module = modules[name]
         if isinstance(module, adapted):
             targets[name] = module.base_layer
         elif isinstance(module, nn.Linear):
@@ -162,6 +161,16 @@ def read_adapter_config(directory: str | os.PathLike) -> tuple[AdapterConfig, di
         raise AdapterFileError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "modules" not in meta:
         raise AdapterFileError(f"{path}: missing the 'config' or 'modules' entry")
+    modules = meta["modules"]
+    sizes = (
+        [d for s in modules.values() for d in (s if isinstance(s, list) else [None])]
+        if isinstance(modules, dict)
+        else [None]
+    )
+    if not all(type(d) is int and d > 0 for d in sizes):
+        raise AdapterFileError(f"{path}: field 'modules' must map module names to lists of positive sizes")
+    if not isinstance(meta.get("base_model", {}), dict):
+        raise AdapterFileError(f"{path}: field 'base_model' must be an object (model_type, name)")
     return config_from_dict(meta["config"], source=str(path)), meta
 
 
@@ -182,9 +191,10 @@ def _adapter_shapes(model: nn.Module, config: AdapterConfig) -> dict[str, torch.
     """The adapter tensors `config` gives this model, by full name, without changing the model."""
     if getattr(model, "mhmoe_config", None) is not None:
         return {n: p.shape for n, p in adapter_state(model).items()}
+    modules = new_modules(model, config)
     return {
         f"{name}.{tensor_name}": tensor.shape
-        for name, module in new_modules(model, config).items()
+        for name, module in modules.items()
         for tensor_name, tensor in [*module.named_parameters(), *module.named_buffers()]
         if _is_adapter(tensor_name)
     }
@@ -206,6 +216,14 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as err:
         raise AdapterFileError(f"{weights_path}: cannot be read as safetensors ({err})") from None
+    if attached is None:  # building the modules allocates what the config implies: never more than the file holds
+        implied = sum(config.total_parameters(d_in, d_out) for d_in, d_out in module_shapes(model, config).values())
+        held = sum(t.numel() for t in tensors.values())
+        if implied > held:
+            raise AdapterFileError(
+                f"{weights_path}: tensors do not fit this model (its config implies {implied:,} adapter values, "
+                f"the file holds {held:,})"
+            )
     expected = _adapter_shapes(model, config)
     bad = sorted(set(expected) ^ set(tensors)) + sorted(
         n for n in set(expected) & set(tensors) if expected[n] != tensors[n].shape

@@ -8,6 +8,7 @@ every use, so a row added to KINDS is seen everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -138,7 +139,7 @@ def config_from_dict(data: dict[str, Any], source: str = "adapter config") -> Ad
     if kind not in CONFIGS:
         raise ConfigError(f"{source}: field 'kind' must be one of {sorted(CONFIGS)}, got {kind!r}")
     cls = CONFIGS[kind]
-    known = set(cls.__dataclass_fields__)
+    known = {f.name for f in dataclasses.fields(cls)}  # not its class-level facts (size_field, per_task...)
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {unknown} for kind '{kind}' (known: {sorted(known)})")

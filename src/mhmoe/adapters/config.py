@@ -6,9 +6,12 @@ Each kind's config is a dataclass that adds its own fields; `__post_init__` rais
 
 from __future__ import annotations
 
-import re
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
+
+import regex
 
 from mhmoe.checks import check_int, check_positive  # the kinds and methods import them from here too
 from mhmoe.errors import ConfigError
@@ -17,11 +20,30 @@ from mhmoe.errors import ConfigError
 DEFAULT_TARGET_MODULES = ("gate_proj", "up_proj", "down_proj")
 
 
-def matches_target(name: str, patterns: list[str] | str) -> bool:
-    """Whether module `name` is a target: it ends in one of the suffixes, or fully matches the regex."""
-    if isinstance(patterns, str):
-        return re.fullmatch(patterns, name) is not None
-    return any(name == p or name.endswith("." + p) for p in patterns)
+REGEX_SECONDS = 2.0
+"""How long matching a target regex against all of a model's module names may take: a pattern that backtracks
+catastrophically (one from a hostile adapter_config.json) is refused rather than left to hang the machine."""
+
+
+def matching_names(names: Iterable[str], patterns: list[str] | str) -> list[str]:
+    """The module names that are targets: each ends in one of the suffixes, or fully matches the regex (all the
+    names together within REGEX_SECONDS)."""
+    if not isinstance(patterns, str):
+        return [n for n in names if any(n == p or n.endswith("." + p) for p in patterns)]
+    deadline, found = time.monotonic() + REGEX_SECONDS, []
+    try:
+        compiled = regex.compile(patterns)
+        for name in names:
+            if compiled.fullmatch(name, timeout=max(deadline - time.monotonic(), 1e-3)) is not None:
+                found.append(name)
+    except TimeoutError:
+        raise ConfigError(
+            f"field 'target_modules': the regex {patterns[:60]!r} took over {REGEX_SECONDS:g} s to match this "
+            "model's module names; use a list of module-name suffixes or a simpler pattern"
+        ) from None
+    except regex.error as err:
+        raise ConfigError(f"field 'target_modules': {patterns[:60]!r} is not a valid regex ({err})") from None
+    return found
 
 
 @dataclass

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mhmoe.adapters.config import AdapterConfig, check_int, matches_target
+from mhmoe.adapters.config import AdapterConfig, check_int, matching_names
 from mhmoe.adapters.task_identity import (
     IDENTITY_MODES,
     TASK_IDENTITY,
@@ -240,7 +240,8 @@ def register_attention() -> None:
 
 def attention_modules(model: nn.Module, config: PrefixConfig) -> dict[str, nn.Module]:
     """The attention modules `config.target_modules` names, each checked to have k_proj and head_dim."""
-    found = {n: m for n, m in model.named_modules() if n and matches_target(n, config.target_modules)}
+    modules = dict(model.named_modules())
+    found = {n: modules[n] for n in matching_names([n for n in modules if n], config.target_modules)}
     if not found:
         examples = [n for n, _ in model.named_modules() if n.endswith("attn")][:3]
         raise ConfigError(
