@@ -63,3 +63,13 @@ def test_a_one_seed_run_or_a_fresh_run_takes_no_added_seeds(tmp_path, capsys):
     assert "one-seed run's folder is that seed's run" in capsys.readouterr().err
     assert main(["run", "--add-seeds", "1", *[f"--set={s}" for s in SETTINGS]]) == 2
     assert "give it with --resume" in capsys.readouterr().err
+
+
+def test_seeds_are_added_to_every_order_of_a_run_over_orders(tmp_path):
+    orders = "orders={f: [Stance-Policy, QA-Choice], b: [QA-Choice, Stance-Policy]}"
+    args = ["run", "--name", "orders", "--seeds", "0,1", *[f"--set={s}" for s in [*SETTINGS, orders]]]
+    assert main([*args, f"--set=output_dir={tmp_path}"]) == 0
+    assert main(["run", "--resume", str(tmp_path / "orders"), "--add-seeds", "2"]) == 0
+    for order in ("f", "b"):
+        summary = json.loads((tmp_path / "orders" / order / "results.json").read_text())
+        assert summary["seeds"] == [0, 1, 2], order

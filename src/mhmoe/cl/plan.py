@@ -248,7 +248,7 @@ def _check_and_record_added(plan: RunPlan, seeds: list[int]) -> None:
     where = plan.root.folder.path
     if plan.config.until_resolved:
         raise ConfigError(f"{where}: a run that adds seeds until its claims resolve chooses its own seeds")
-    streams = list(plan.root.children.values()) if isinstance(plan.root, ConditionsCell) else [plan.root]
+    streams = list(plan.root.conditions.values()) if isinstance(plan.root, ConditionsCell) else [plan.root]
     if not isinstance(streams[0], SeedsCell):
         raise ConfigError(
             f"{where}: a one-seed run's folder is that seed's run; run the new seeds under another name and "
@@ -270,6 +270,8 @@ def cell_finished(cell: Cell) -> bool:
         return False
     if isinstance(cell, SeedsCell):
         return cell.folder.read().seeds == [seed.config.seed for seed in cell.seeds]
+    if isinstance(cell, ConditionsCell):
+        return all(cell_finished(child) for child in cell.conditions.values())
     return True
 
 
