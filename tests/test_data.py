@@ -65,12 +65,6 @@ def test_missing_split_folder_and_unknown_scorer(tmp_path):
         load_task(write_task(tmp_path, "Other", GOOD, spec={"scorer": "bleu"}))
 
 
-def test_non_utf8_bytes_do_not_crash(tmp_path):
-    folder = write_task(tmp_path, "FOMC", GOOD)
-    (folder / "test.json").write_bytes(b'[{"prompt": "caf\xe9", "answer": "A"}]')
-    assert load_task(folder).split("test")[0].prompt == "caf\ufffd"
-
-
 def test_caps_are_seeded_samples(tmp_path):
     records = [{"prompt": f"p{i}", "answer": "a"} for i in range(20)]
     folder = write_task(tmp_path, "FOMC", records)
@@ -136,3 +130,27 @@ def test_a_builtin_tasks_records_are_the_same_in_every_order(tmp_path):
             assert (forward / task / f"{split}.json").read_text() == (backward / task / f"{split}.json").read_text()
     other_seed = write_builtin(tmp_path / "s", seed=4, tasks=["QA-Choice"])
     assert (other_seed / "QA-Choice" / "test.json").read_text() != (forward / "QA-Choice" / "test.json").read_text()
+
+
+def test_non_utf8_files_are_refused_at_their_byte_unless_an_encoding_is_given(tmp_path):
+    folder = write_task(tmp_path, "FOMC", GOOD)
+    latin1 = "prompt,answer\nCafé ou thé?,thé\n".encode("latin-1")
+    (folder / "train.json").unlink()
+    (folder / "train.csv").write_bytes(latin1)
+    with pytest.raises(DataError, match=r"train.csv: not valid utf-8 at byte 17 .*set data.encoding") as err:
+        load_task(folder)
+    assert "\n" not in str(err.value)
+    task = load_task(folder, encoding="latin-1")
+    assert task.split("train")[0].prompt == "Café ou thé?" and task.split("train")[0].answer == "thé"
+
+
+def test_settings_the_benchmark_ignores_are_named():
+    from mhmoe.settings import DataSettings
+
+    notes = DataSettings(benchmark="trace", data_dir="x", test_size=40).ignored()
+    assert notes == [
+        "data.test_size=40 sizes the built-in benchmark only and is ignored with 'trace' (data.test_limit caps its "
+        "splits)"
+    ]
+    assert DataSettings().ignored() == [] and DataSettings(benchmark="trace", data_dir="x").ignored() == []
+    assert "instruction_file" in DataSettings(instruction_file="i.json").ignored()[0]

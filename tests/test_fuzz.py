@@ -31,6 +31,8 @@ CONFIGS = [
     ("epochs negative", {"train.epochs": -1}),
     ("max_steps zero", {"train.max_steps": 0}),
     ("max_length zero", {"train.max_length": 0}),
+    ("max_length leaving no answer", {"train.max_length": 1}),
+    ("max_length cutting the answer", {"train.max_length": 3}),
     ("warmup ratio 1.5", {"train.warmup_ratio": 1.5}),
     ("one beta", {"train.betas": [0.9]}),
     ("beta of 1", {"train.betas": [0.9, 1.0]}),
@@ -60,6 +62,7 @@ CONFIGS = [
     ("trace folder missing", {"data.benchmark": "trace", "data.data_dir": "/no/such/dir", "data.order": None}),
     ("train_size zero", {"data.train_size": 0}),
     ("unknown eval split", {"eval.split": "train"}),
+    ("unknown text encoding", {"data.encoding": "klingon-8"}),
     ("eval batch zero", {"eval.batch_size": 0}),
     ("unknown method options", {"method_options.sgd": {"lr": 1}}),
     ("options for a method without any", {"method_options.lora": {"lam": 1}}),
@@ -85,6 +88,12 @@ DATA = [
     ("a missing split", "20Minuten", "test.json", None),
     ("a bad task.json", "C-STANCE", "task.json", b'{"scorer": "bleu"}'),
     ("task.json not JSON", "C-STANCE", "task.json", b"scorer: accuracy"),
+    (
+        "latin-1 bytes in UTF-8 JSON",
+        "C-STANCE",
+        "train.json",
+        '[{"prompt": "Café?", "answer": "b"}]'.encode("latin-1"),
+    ),
     ("a zero max_new_tokens", "C-STANCE", "task.json", b'{"scorer": "accuracy", "max_new_tokens": 0}'),
 ]
 

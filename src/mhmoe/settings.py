@@ -8,6 +8,7 @@ torch nor any registry, so reading settings stays cheap; the checks that need th
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 import types
@@ -69,6 +70,8 @@ class DataSettings:
     """Cap on training examples per task (a seeded sample; TRACE's 5000-example variant is 5000)."""
     test_limit: int | None = None
     """Cap on test examples per task (a seeded sample)."""
+    encoding: str = "utf-8"
+    """Text encoding of your data files (JSON, JSONL, CSV); a file that does not decode is refused, naming the byte."""
 
     def __post_init__(self) -> None:
         if self.benchmark not in ("builtin", "trace", "cl_benchmark"):
@@ -82,6 +85,32 @@ class DataSettings:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 check_int("data", name, getattr(self, name))
+        try:
+            codecs.lookup(self.encoding)
+        except (LookupError, TypeError):
+            raise ConfigError(
+                f"data config: field 'encoding' {self.encoding!r} is not a known text encoding"
+            ) from None
+
+    def ignored(self) -> list[str]:
+        """The settings given that do not apply to this benchmark, each with what to use instead: said, since a
+        run that silently ignores them is not the run the user asked for."""
+        defaults, notes = DataSettings(), []
+        if self.benchmark != "builtin":
+            for name in ("train_size", "test_size"):
+                if getattr(self, name) != getattr(defaults, name):
+                    limit = name.replace("size", "limit")
+                    notes.append(
+                        f"data.{name}={getattr(self, name)} sizes the built-in benchmark only and is ignored with "
+                        f"'{self.benchmark}' (data.{limit} caps its splits)"
+                    )
+        elif self.data_dir or self.encoding != defaults.encoding:
+            notes.append("data.data_dir and data.encoding are ignored by the built-in benchmark (it writes its own)")
+        if self.benchmark != "cl_benchmark" and self.instruction_file:
+            notes.append(
+                f"data.instruction_file is read by the CL Benchmark only and is ignored with '{self.benchmark}'"
+            )
+        return notes
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from mhmoe.cl.results import ConditionsSummary, RunResults, SeedsSummary, from_d
 from mhmoe.cl.router_facts import ROUTERS_FIXED_NOTE
 from mhmoe.cl.run_folder import MetricsLog, flat_settings
 from mhmoe.cl.train import TrainingError
+from mhmoe.data.collate import check_answers_fit
 from mhmoe.distributed import cpu_only, process_state
 from mhmoe.errors import CheckpointError
 from mhmoe.inject import check_attachable
@@ -121,18 +123,28 @@ def load_shared(plan: RunPlan) -> Shared:
         torch.set_num_threads(config.threads)  # before anything computes: the count is part of the result
     base_model, tokenizer = load_model(config.model.name, config.model.torch_dtype)
     base_model.requires_grad_(False)
+    for cell in seed_cells(plan.root):
+        check_answers_fit(tokenizer, cell.tasks, config.train.max_length)
     length = len(_first_seed(plan.root).tasks)
     shared = Shared(base_model, tokenizer, matched_entries(config, base_model, length), provenance(plan.fingerprint))
     fixed = [name for name, entry in shared.entries.items() if entry.adapter.routers_fixed]
-    if fixed and process_state().is_main_process:
-        print(f"mhmoe: note: {', '.join(fixed)}: {ROUTERS_FIXED_NOTE}", file=sys.stderr)
+    notes = config.data.ignored() + ([f"{', '.join(fixed)}: {ROUTERS_FIXED_NOTE}"] if fixed else [])
+    for note in notes if process_state().is_main_process else []:
+        print(f"mhmoe: note: {note}", file=sys.stderr)
     return shared
 
 
 def _first_seed(cell) -> SeedCell:
-    while not isinstance(cell, SeedCell):
-        cell = cell.seeds[0] if isinstance(cell, SeedsCell) else next(iter(cell.conditions.values()))
-    return cell
+    return next(seed_cells(cell))
+
+
+def seed_cells(cell) -> Iterator[SeedCell]:
+    """Every seed's cell under `cell`, in the order they run."""
+    if isinstance(cell, SeedCell):
+        yield cell
+        return
+    for child in cell.seeds if isinstance(cell, SeedsCell) else cell.conditions.values():
+        yield from seed_cells(child)
 
 
 def execute(cell, shared: Shared) -> Any:

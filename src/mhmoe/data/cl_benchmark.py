@@ -104,11 +104,13 @@ def cl_prompt(family: str, dataset: str, instruction: str, labels: list[str], se
     return f"{head}{instruction}Option: {', '.join(labels)} \n{sentence}\nAnswer:"
 
 
-def _examples(path: Path, family: str, dataset: str, instruction: str, labels: list[str]) -> list[Example]:
+def _examples(
+    path: Path, family: str, dataset: str, instruction: str, labels: list[str], encoding: str
+) -> list[Example]:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        records = read_records(path)
+        records = read_records(path, encoding)
     except RecordError as err:
         raise DataError(str(err)) from None
     examples = []
@@ -128,6 +130,7 @@ def load_cl_stream(
     instruction_file: str | None = None,
     limits: dict[str, int | None] | None = None,
     seed: int = 0,
+    encoding: str = "utf-8",
 ) -> list[Task]:
     """Every dataset of `order` as a task, validated before any is used; `limits` caps splits (seeded samples)."""
     root = Path(root)
@@ -145,7 +148,7 @@ def load_cl_stream(
         labels = read_labels(folder)
         splits = {}
         for split, stem in SPLIT_FILES.items():
-            examples = _examples(folder / f"{stem}.json", family, name, instructions.get(family, ""), labels)
+            examples = _examples(folder / f"{stem}.json", family, name, instructions.get(family, ""), labels, encoding)
             splits[split] = capped(examples, (limits or {}).get(split), seed)
         tasks.append(Task(name, SCORER, MAX_NEW_TOKENS, splits))
     return tasks

@@ -16,9 +16,23 @@ from collections.abc import Sequence
 
 import torch
 
-from mhmoe.data.trace import Example
+from mhmoe.data.trace import DataError, Example, Task
 
 IGNORE = -100
+
+
+def check_answers_fit(tokenizer, tasks: Sequence[Task], max_length: int, where: str = "train.max_length") -> None:
+    """Refuse, naming the task and record, a training answer that `max_length` would cut: the answer and its EOS
+    need max_length - 1 positions (at least one prompt token precedes the first answer token, which is
+    predicted from it), and a cut answer would train on part of itself without a word."""
+    for task in tasks:
+        for index, example in enumerate(task.split("train")):
+            needed = len(tokenizer(" " + example.answer, add_special_tokens=False).input_ids) + 2
+            if needed > max_length:
+                raise DataError(
+                    f"{where}={max_length}: task {task.name}, train record {index}: its answer needs {needed} "
+                    "tokens (one prompt token, the answer, EOS); raise max_length or shorten the answer"
+                )
 
 
 def encode(tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]]:

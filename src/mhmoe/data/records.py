@@ -30,16 +30,22 @@ def split_file(folder: Path, split: str) -> Path:
     return found[0]
 
 
-def _text(path: Path) -> str:
-    raw = path.read_bytes().decode("utf-8", errors="replace")  # stray non-UTF-8 bytes become U+FFFD, not a crash
+def _text(path: Path, encoding: str) -> str:
+    try:
+        raw = path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as err:  # never turned into U+FFFD: the text would change without a word
+        raise RecordError(
+            f"{path}: not valid {encoding} at byte {err.start} ({err.reason}); if the file uses another encoding, "
+            "set data.encoding (e.g. latin-1)"
+        ) from None
     if not raw.strip():
         raise RecordError(f"{path}: file is empty")
     return raw
 
 
-def _json(path: Path) -> list[Any]:
+def _json(path: Path, encoding: str) -> list[Any]:
     try:
-        records = json.loads(_text(path))
+        records = json.loads(_text(path, encoding))
     except json.JSONDecodeError as err:
         raise RecordError(f"{path}: invalid JSON at line {err.lineno} column {err.colno} ({err.msg})") from None
     if not isinstance(records, list):
@@ -47,9 +53,9 @@ def _json(path: Path) -> list[Any]:
     return records
 
 
-def _jsonl(path: Path) -> list[Any]:
+def _jsonl(path: Path, encoding: str) -> list[Any]:
     records = []
-    for number, line in enumerate(_text(path).splitlines(), start=1):
+    for number, line in enumerate(_text(path, encoding).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -59,8 +65,8 @@ def _jsonl(path: Path) -> list[Any]:
     return records
 
 
-def _csv(path: Path) -> list[Any]:
-    reader = csv.DictReader(_text(path).splitlines())
+def _csv(path: Path, encoding: str) -> list[Any]:
+    reader = csv.DictReader(_text(path, encoding).splitlines())
     if not reader.fieldnames:
         raise RecordError(f"{path}: no header row")
     records = []
@@ -77,7 +83,8 @@ def _csv(path: Path) -> list[Any]:
     return records
 
 
-def _parquet(path: Path) -> list[Any]:
+def _parquet(path: Path, encoding: str) -> list[Any]:
+    del encoding  # Parquet stores its strings as UTF-8 itself
     try:
         import pyarrow.parquet as pq
 
@@ -89,9 +96,10 @@ def _parquet(path: Path) -> list[Any]:
 READERS = {".json": _json, ".jsonl": _jsonl, ".csv": _csv, ".parquet": _parquet}
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The file's records, each a mapping of field to value; at least one."""
-    records = READERS[path.suffix](path)
+def read_records(path: Path, encoding: str = "utf-8") -> list[dict[str, Any]]:
+    """The file's records, each a mapping of field to value; at least one. Text files must decode as
+    `encoding`, or the error names the byte where they do not."""
+    records = READERS[path.suffix](path, encoding)
     if not records:
         raise RecordError(
             f"{path}: {'the list of records is empty' if path.suffix == '.json' else 'holds no records'}"

@@ -34,10 +34,15 @@ def load_tasks(settings: DataSettings, seed: int) -> list[Task]:
     order = stream_order(settings)
     limits = {"train": settings.train_limit, "test": settings.test_limit}
     if settings.benchmark == "trace":
-        return load_stream(settings.data_dir, order, limits=limits, seed=seed)
+        return load_stream(settings.data_dir, order, limits=limits, seed=seed, encoding=settings.encoding)
     if settings.benchmark == "cl_benchmark":
         return load_cl_stream(
-            settings.data_dir, order, instruction_file=settings.instruction_file, limits=limits, seed=seed
+            settings.data_dir,
+            order,
+            instruction_file=settings.instruction_file,
+            limits=limits,
+            seed=seed,
+            encoding=settings.encoding,
         )
     sizes = {"train": settings.train_size, "eval": EVAL_SIZE, "test": settings.test_size}
     with tempfile.TemporaryDirectory(prefix="mhmoe-builtin-") as root:

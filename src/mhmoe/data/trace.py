@@ -117,10 +117,10 @@ def _string_field(record: dict[str, Any], key: str, path: Path, index: int) -> s
     return record[key]
 
 
-def _read_examples(folder: Path, split: str, spec: TaskSpec) -> list[Example]:
+def _read_examples(folder: Path, split: str, spec: TaskSpec, encoding: str) -> list[Example]:
     try:
         path = split_file(folder, split)
-        records = read_records(path)
+        records = read_records(path, encoding)
     except RecordError as err:
         raise DataError(str(err)) from None
     return [spec.example(record, path, index) for index, record in enumerate(records)]
@@ -177,14 +177,17 @@ def capped(examples: list[Example], limit: int | None, seed: int) -> list[Exampl
     return random.Random(seed).sample(examples, limit)
 
 
-def load_task(folder: str | Path, *, limits: dict[str, int | None] | None = None, seed: int = 0) -> Task:
-    """Load and validate one task folder; `limits` caps examples per split (a seeded sample)."""
+def load_task(
+    folder: str | Path, *, limits: dict[str, int | None] | None = None, seed: int = 0, encoding: str = "utf-8"
+) -> Task:
+    """Load and validate one task folder; `limits` caps examples per split (a seeded sample); text files must
+    decode as `encoding`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: task folder not found")
     spec = _task_spec(folder)
     limits = limits or {}
-    splits = {s: capped(_read_examples(folder, s, spec), limits.get(s), seed) for s in SPLITS}
+    splits = {s: capped(_read_examples(folder, s, spec, encoding), limits.get(s), seed) for s in SPLITS}
     return Task(folder.name, spec.scorer, spec.max_new_tokens, splits)
 
 
