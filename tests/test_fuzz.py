@@ -87,6 +87,9 @@ DATA = [
     ("an empty list", "20Minuten", "train.json", b"[]"),
     ("a missing split", "20Minuten", "test.json", None),
     ("a bad task.json", "C-STANCE", "task.json", b'{"scorer": "bleu"}'),
+    ("a template with a nested field", "C-STANCE", "task.json", b'{"prompt_template": "{prompt:{missing}}"}'),
+    ("a template padding to 1e9", "C-STANCE", "task.json", b'{"prompt_template": "{prompt:>999999999}"}'),
+    ("a template with a conversion", "C-STANCE", "task.json", b'{"prompt_template": "{prompt!r}"}'),
     ("task.json not JSON", "C-STANCE", "task.json", b"scorer: accuracy"),
     (
         "latin-1 bytes in UTF-8 JSON",

@@ -219,6 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     except MhmoeError as err:
         print(f"mhmoe: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk or a folder that cannot be written: the file, the reason, what is kept
+        where = f"{err.filename}: " if err.filename else ""
+        print(
+            f"mhmoe: error: {where}{err.strerror or err}; a run keeps its last checkpoint (free the space or fix "
+            "the permission, then --resume)",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("mhmoe: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -186,6 +187,9 @@ def new_folder_path(config: RunConfig, preset: str | None) -> RunFolder:
     if process_state().num_processes > 1:
         name = broadcast_object_list([name])[0]
     folder = RunFolder(Path(config.output_dir) / name)
+    existing = next(p for p in (folder.path, *folder.path.parents) if p.is_dir())
+    if not os.access(existing, os.W_OK | os.X_OK):  # found now, not after the model has loaded
+        raise ConfigError(f"{existing}: cannot be written; choose another output_dir (--set output_dir=...)")
     if folder.path.exists() and not folder.path.is_dir():
         raise ConfigError(f"{folder.path}: exists and is not a folder; choose another name (--set name=...)")
     if folder.path.exists() and any(folder.path.iterdir()):

@@ -159,9 +159,16 @@ def _task_spec(folder: Path) -> TaskSpec:
     fields = {k: spec[k] for k in ("prompt_field", "answer_field", "prompt_template") if k in spec}
     task_spec = TaskSpec(scorer, max_new, **fields)
     try:
+        parts = list(Formatter().parse(task_spec.prompt_template or ""))
         names = task_spec.template_fields()
     except ValueError as err:
         raise DataError(f"{spec_path}: field 'prompt_template' is not a valid template ({err})") from None
+    formatted = [f"{{{n}{'!' + c if c else ''}:{s}}}" for _, n, s, c in parts if n is not None and (s or c)]
+    if formatted:  # a format spec can nest fields or ask for a padding width that exhausts memory
+        raise DataError(
+            f"{spec_path}: field 'prompt_template' may only hold plain fields like {{input}}, without conversion or "
+            f"format spec; got {formatted[0][:40]}"
+        )
     bad = [n for n in names if not n or not n.isidentifier()]
     if bad:
         raise DataError(
