@@ -50,10 +50,19 @@ def train_losses(run_dir):
     return [(r["method"], r.get("task"), r["step"], r["loss"]) for r in records if r["event"] == "train"]
 
 
+TIMINGS = ("elapsed_s", "tokens_per_s", "seconds")
+
+
+def untimed_records(run_dir):
+    """metrics.jsonl without what depends on the clock."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = run(load_config(None, [*SETTINGS, f"output_dir={tmp_path_factory.mktemp('runs')}", "name=whole"]))
-    return json.loads((run_dir / "results.json").read_text()), train_losses(run_dir)
+    return json.loads((run_dir / "results.json").read_text()), train_losses(run_dir), untimed_records(run_dir)
 
 
 def kill_run_at(settings, tmp_path, n, module="mhmoe.cl.train", name="answer_loss"):
@@ -83,7 +92,7 @@ def killed_run(tmp_path, module, name, n):
     ],
 )
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(uninterrupted, tmp_path, module, name, n):
-    results, losses = uninterrupted
+    results, losses, records = uninterrupted
     run_dir = killed_run(tmp_path, module, name, n)
     assert not (run_dir / "report.md").exists()
     assert main(["run", "--resume", str(run_dir)]) == 0
@@ -91,11 +100,12 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(uninterrupted, tm
     for method, result in results["methods"].items():
         assert resumed["methods"][method]["R"] == result["R"], method
     assert train_losses(run_dir) == losses  # no step lost or repeated, every loss the same
+    assert untimed_records(run_dir) == records  # and every other record, clock aside
     assert not (run_dir / "checkpoints").exists()  # a finished run keeps its results, not its checkpoints
 
 
 def test_a_run_killed_twice_still_ends_the_same(uninterrupted, tmp_path):
-    results, _ = uninterrupted
+    results, *_ = uninterrupted
     run_dir = killed_run(tmp_path, "mhmoe.cl.train", "answer_loss", 5)
     args = [sys.executable, "-c", KILLER, "mhmoe.cl.train", "answer_loss", "9", "--resume", str(run_dir)]
     assert subprocess.run(args, capture_output=True).returncode == -signal.SIGKILL

@@ -274,6 +274,10 @@ def score_task_end(
         observer.anytime.record(end, row)
 
 
+TRAINED = "trained"
+"""The rows key holding a segment's training statistics between its training and its scoring (checkpointed)."""
+
+
 def train_entry(index: int, entry: Entry, base_model: nn.Module, ctx: RunContext, resume: Checkpoint | None) -> dict:
     """Train one entry through the stream (from `resume`'s position, if given) and return its result."""
     config = ctx.config
@@ -292,12 +296,14 @@ def train_entry(index: int, entry: Entry, base_model: nn.Module, ctx: RunContext
         progress.optim = stream_optimizer(progress.model, config, observer.total, resume)
     for segment in segments[start.task :]:
         done = start.step if segment.index == start.task else 0
-        stats = {}
+        stats = progress.rows.pop(TRAINED, {})  # a run resumed between training and scoring kept them
         if done < len(segment.plan):
             stats = train_segment(segment, ctx, progress, observer, resume if segment.index == start.task else None)
+            progress.rows[TRAINED] = stats
             if ctx.accelerator.is_main_process:
                 save_adapter(progress.plain, ctx.run_dir / "adapters" / entry.name / segment.folder)
             ctx.checkpoint(Position(index, segment.index, len(segment.plan)), progress)  # a kill while scoring
+        progress.rows.pop(TRAINED, None)
         if segment.task is not None:
             score_task_end(segment, ctx, progress, observer, stats)
         elif is_due(observer.total, observer.total, config.stream.eval_every):

@@ -211,10 +211,15 @@ def train_steps(
             scheduler.load_state_dict(resume["scheduler"])
         first_step = resume["step"] + 1
     model.train()
-    start, tokens, loss_value = time.perf_counter(), 0, float("nan")
+    start, loss_value = time.perf_counter(), float("nan")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    tokens = sum(  # the steps a resumed plan skips count as they did when they ran
+        int(batch["attention_mask"].sum())
+        for step_examples in plan[: first_step - 1]
+        for batch in _micro_batches(tokenizer, step_examples[rank::world], settings)
+    )
     shown = progress and accelerator.is_main_process
     bar = tqdm(plan[first_step - 1 :], desc=label, disable=not shown, leave=False, initial=first_step - 1, total=steps)
-    rank, world = accelerator.process_index, accelerator.num_processes
     for step, step_examples in enumerate(bar, start=first_step):
         step_start = time.perf_counter()
         micro = list(_micro_batches(tokenizer, step_examples[rank::world], settings))  # this process's share
