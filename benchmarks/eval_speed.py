@@ -1,8 +1,8 @@
 """Where evaluation time goes: one task's evaluation (generation, the loss-matrix entry, scoring) for the frozen
 base, LoRA, LoRAMoE and MH-MoE at the quickstart's matched budgets, on short and on long prompts, side by side.
 
-Short prompts are the built-in stance task's (about 40 tokens); long ones put a fixed preamble of about 60
-tokens before them (about 100 tokens, like real-text benchmarks). Each evaluation is split into its parts:
+Short prompts are the built-in stance task's; long ones put a fixed preamble before them, to the length of
+real-text benchmarks' prompts (the table prints each kind's mean token count). Each evaluation is split into its parts:
 prefill (one forward over the prompts, building the cache), decode (the rest of generation), the teacher-forced
 loss forward, and scoring the generations. Models run in interleaved rounds, so machine noise hits them alike;
 medians are reported, with each model's total as a multiple of the frozen base's.
@@ -25,6 +25,7 @@ import torch
 import mhmoe
 from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.evaluate import generate, task_loss
+from mhmoe.cl.loss import accepts_logits_to_keep
 from mhmoe.config import load_config
 from mhmoe.data.collate import prompt_batch
 from mhmoe.data.stream import load_tasks
@@ -35,7 +36,8 @@ from mhmoe.models import load_model
 PREAMBLE = (
     "The following statement comes from a public consultation on economic policy. Read it carefully, consider "
     "who is speaking and in what context, and decide which stance it takes towards the proposal under "
-    "discussion before you answer with a single letter. "
+    "discussion before you answer with a single letter. Take any irony, hedging or quoted speech in the "
+    "statement into account, and answer for the speaker, not for the people the speaker quotes. "
 )
 PARTS = ("prefill", "decode", "loss", "scoring")
 
@@ -75,8 +77,11 @@ def evaluation_parts(model, tokenizer, task: Task, batch_size: int, max_new_toke
     with torch.no_grad(), evaluating(model):
         for start in range(0, len(prompts), batch_size):
             batch = prompt_batch(tokenizer, prompts[start : start + batch_size], 512)
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": True}
+            if accepts_logits_to_keep(model):
+                inputs["logits_to_keep"] = 1  # as generate's own prefill: the LM head on the last position only
             began = time.perf_counter()
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=True)
+            model(**inputs)
             times["prefill"] += time.perf_counter() - began
     began = time.perf_counter()
     predictions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
