@@ -39,7 +39,7 @@ def test_research_tables_come_as_a_trace_preset_and_a_cpu_twin_on_the_same_seeds
 
 def test_research_tables_hold_the_papers_configurations():
     table1 = {e.name: e for e in resolve_entries(load_config("table1"))}
-    assert list(table1) == ["seqlora", "ewc", "gem", "olora", "loramoe", "mhmoe"]
+    assert list(table1) == ["seqlora", "ewc", "gem", "olora", "replay", "loramoe", "mhmoe"]  # replay: the control
     assert (table1["loramoe"].adapter.experts, table1["loramoe"].adapter.top_k) == (4, 1)
     mh = table1["mhmoe"].adapter
     assert (mh.heads, mh.experts, mh.top_k) == (8, 4, 1)
