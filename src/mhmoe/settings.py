@@ -169,6 +169,10 @@ class EvalSettings:
     """The split scored into R: 'test' or 'eval'."""
     max_new_tokens: int | None = None
     """Cap on the tokens generated per answer; empty: each task's own length (TRACE's tasks: 512, as TRACE)."""
+    scoring: str = "generate"
+    """How R is scored: 'generate' (greedy generation, TRACE's protocol) or 'options' (for exact-answer tasks:
+    each example's most likely answer among the task's labels, or its distinct answers; the harnesses'
+    multiple-choice protocol)."""
 
     def __post_init__(self) -> None:
         check_int("eval", "batch_size", self.batch_size)
@@ -177,6 +181,8 @@ class EvalSettings:
             check_int("eval", "max_new_tokens", self.max_new_tokens)
         if self.split not in ("test", "eval"):
             raise ConfigError(f"eval config: field 'split' must be 'test' or 'eval', got {self.split!r}")
+        if self.scoring not in ("generate", "options"):
+            raise ConfigError(f"eval config: field 'scoring' must be 'generate' or 'options', got {self.scoring!r}")
 
 
 MODES = ("boundaries", "taskfree")

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from mhmoe.adapters.task_identity import known_task
 from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.loss import answer_nll_per_example
+from mhmoe.cl.option_scoring import option_choices, task_options
 from mhmoe.data.collate import prompt_batch, training_batch
 from mhmoe.data.trace import Task
 from mhmoe.distributed import map_shared
@@ -77,32 +78,38 @@ def score_task(
     max_prompt_tokens: int = 512,
     max_new_tokens: int | None = None,
     seed: int = 0,
+    options: list[str] | None = None,
+    max_length: int = 256,
 ) -> TaskScore:
-    """The task's score on `split`, its standard error (bootstrap seeded by `seed`) and the generations.
+    """The task's score on `split`, its standard error (bootstrap seeded by `seed`) and the predictions.
 
-    `max_new_tokens` caps the task's own generation length, if given.
+    `max_new_tokens` caps the task's own generation length, if given. With `options`, each example's prediction
+    is its most likely option (option_scoring.py; answers cut at `max_length` tokens, as in training) instead of
+    its greedy generation.
 
     Prompts go in batches of `batch_size`; under several processes each generates its share of the batches.
     """
     examples = task.split(split)
     prompts = [e.prompt for e in examples]
-    chunks = [prompts[start : start + batch_size] for start in range(0, len(prompts), batch_size)]
-    generated = map_shared(
-        lambda _, chunk: generate(
-            model,
-            tokenizer,
-            chunk,
-            max_new_tokens=min(task.max_new_tokens, max_new_tokens or task.max_new_tokens),
-            batch_size=batch_size,
-            max_prompt_tokens=max_prompt_tokens,
-        ),
-        chunks,
-        desc="generate",
-        progress=False,
-    )
-    predictions = [text for chunk in generated for text in chunk]
-    answers, sources = [e.answer for e in examples], [e.prompt for e in examples]
-    per_example = example_scores(task.scorer, predictions, answers, sources)
+    if options is not None:
+        predictions = option_choices(model, tokenizer, examples, options, batch_size=batch_size, max_length=max_length)
+    else:
+        chunks = [prompts[start : start + batch_size] for start in range(0, len(prompts), batch_size)]
+        generated = map_shared(
+            lambda _, chunk: generate(
+                model,
+                tokenizer,
+                chunk,
+                max_new_tokens=min(task.max_new_tokens, max_new_tokens or task.max_new_tokens),
+                batch_size=batch_size,
+                max_prompt_tokens=max_prompt_tokens,
+            ),
+            chunks,
+            desc="generate",
+            progress=False,
+        )
+        predictions = [text for chunk in generated for text in chunk]
+    per_example = example_scores(task.scorer, predictions, [e.answer for e in examples], prompts)
     score = sum(per_example) / max(len(per_example), 1)
     return TaskScore(score, score_error(task.scorer, per_example, seed=seed), predictions)
 
@@ -182,6 +189,8 @@ def evaluate_stream(
                 max_prompt_tokens=settings.max_prompt_tokens,
                 max_new_tokens=settings.max_new_tokens,
                 seed=seed,
+                options=task_options(task) if settings.scoring == "options" else None,
+                max_length=max_length,
             )
         row.scores.append(found.score)
         row.errors.append(found.error)

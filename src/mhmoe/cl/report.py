@@ -178,8 +178,9 @@ def plot_loss_curves(results: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
-    """report.md in the run folder, with R.png and L.png (task boundaries) and anytime.png (stream.eval_every)."""
+def write_report(run_dir: Path, results: dict[str, Any], scoring: str = "generate") -> Path:
+    """report.md in the run folder, with R.png and L.png (task boundaries) and anytime.png (stream.eval_every);
+    `scoring` says how R was scored (eval.scoring)."""
     with_r = {name: m for name, m in results["methods"].items() if "R" in m}
     sections = [
         f"# Continual-learning run `{run_dir.name}`",
@@ -191,6 +192,12 @@ def write_report(run_dir: Path, results: dict[str, Any]) -> Path:
         f"One seed ({results.get('seed', 0)}): a difference between methods is not a finding until several seeds "
         "resolve it (`--seeds`).",
     ]
+    if scoring == "options":
+        sections[1] += (
+            " R is scored by option likelihood (eval.scoring 'options'): each test example's prediction is the "
+            "answer, among its task's labels or distinct answers, that the model finds most likely, not its "
+            "greedy generation."
+        )
     if with_r:
         plot_r_matrices({**results, "methods": with_r}, run_dir / "R.png")
         plot_loss_curves({**results, "methods": with_r}, run_dir / "L.png")

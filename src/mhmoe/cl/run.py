@@ -30,6 +30,7 @@ from mhmoe.cl.conditions import summarise_conditions, write_conditions_report
 from mhmoe.cl.driver import RunContext, fresh_adapter, train_entry  # noqa: F401 (fresh_adapter: public)
 from mhmoe.cl.entries import Entry, adapter_config, resolve_entries
 from mhmoe.cl.evaluate import majority_answer_score
+from mhmoe.cl.option_scoring import check_option_scoring
 from mhmoe.cl.over_seeds import summarise_seeds, write_seeds_report
 from mhmoe.cl.plan import (
     ConditionsCell,
@@ -125,6 +126,8 @@ def load_shared(plan: RunPlan) -> Shared:
     base_model.requires_grad_(False)
     for cell in seed_cells(plan.root):
         check_answers_fit(tokenizer, cell.tasks, config.train.max_length)
+        if config.eval.scoring == "options":
+            check_option_scoring(cell.tasks)
     length = len(_first_seed(plan.root).tasks)
     shared = Shared(base_model, tokenizer, matched_entries(config, base_model, length), provenance(plan.fingerprint))
     fixed = [name for name, entry in shared.entries.items() if entry.adapter.routers_fixed]
@@ -259,7 +262,7 @@ def run_seed(cell: SeedCell, shared: Shared, checkpoint: Checkpoint | None) -> R
 def finish(cell: SeedCell, results: RunResults, accelerator: Accelerator) -> None:
     """Write the report, mark the results complete and drop the checkpoints."""
     if accelerator.is_main_process:
-        write_report(cell.folder.path, to_dict(results))
+        write_report(cell.folder.path, to_dict(results), cell.config.eval.scoring)
         results.complete = True
         cell.folder.write(results)
         clear_checkpoints(cell.folder.path)

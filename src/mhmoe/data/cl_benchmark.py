@@ -150,5 +150,5 @@ def load_cl_stream(
         for split, stem in SPLIT_FILES.items():
             examples = _examples(folder / f"{stem}.json", family, name, instructions.get(family, ""), labels, encoding)
             splits[split] = capped(examples, (limits or {}).get(split), seed)
-        tasks.append(Task(name, SCORER, MAX_NEW_TOKENS, splits))
+        tasks.append(Task(name, SCORER, MAX_NEW_TOKENS, splits, options=labels))
     return tasks

@@ -64,6 +64,8 @@ class Task:
     scorer: str
     max_new_tokens: int
     splits: dict[str, list[Example]]
+    options: list[str] | None = None
+    """The task's fixed answer set, where it declares one (the CL Benchmark's labels); option scoring uses it."""
 
     def split(self, name: str) -> list[Example]:
         return self.splits[name]

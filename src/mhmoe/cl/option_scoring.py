@@ -1,0 +1,57 @@
+"""Scoring a task whose answers come from a fixed set by the likelihood of each option instead of by generation
+(`eval.scoring: options`, the multiple-choice protocol of evaluation harnesses).
+
+Each option is scored as training scores an answer: the summed NLL of " option" and the end-of-sequence token
+after the prompt, teacher-forced; the prediction is the option with the lowest (ties: the first listed). It
+asks what the model prefers among the valid answers, so a model that has lost the answer format but kept the
+mapping still scores; greedy generation (the default, TRACE's protocol) asks what it would say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from mhmoe.cl.eval_mode import evaluating
+from mhmoe.cl.loss import answer_nll_per_example
+from mhmoe.data.collate import training_batch
+from mhmoe.data.trace import Example, Task
+from mhmoe.distributed import map_shared
+from mhmoe.errors import ConfigError
+
+
+def task_options(task: Task) -> list[str]:
+    """The task's answer set: its declared labels (the CL Benchmark's), else every distinct answer of its
+    splits, in first-seen order."""
+    if task.options:
+        return list(task.options)
+    return list(dict.fromkeys(e.answer for split in task.splits.values() for e in split))
+
+
+def check_option_scoring(tasks: Sequence[Task]) -> None:
+    """Option scoring compares exact answers: refuse a task scored otherwise, naming it."""
+    for task in tasks:
+        if task.scorer != "accuracy":
+            raise ConfigError(
+                f"eval.scoring 'options': task {task.name} is scored by {task.scorer}, not by exact answers; "
+                "score it by generation (eval.scoring: generate)"
+            )
+
+
+@torch.no_grad()
+def option_choices(model, tokenizer, examples: Sequence[Example], options: list[str], *, batch_size: int,
+                   max_length: int) -> list[str]:  # fmt: skip
+    """Each example's most likely option."""
+    device = next(model.parameters()).device
+    pairs = [Example(e.prompt, option) for e in examples for option in options]
+    chunks = [pairs[start : start + batch_size] for start in range(0, len(pairs), batch_size)]
+
+    def chunk_nll(_: int, chunk: list[Example]) -> list[float]:
+        batch = {k: v.to(device) for k, v in training_batch(tokenizer, chunk, max_length).items()}
+        return answer_nll_per_example(model, batch)[0].tolist()
+
+    with evaluating(model):
+        nll = [value for part in map_shared(chunk_nll, chunks, desc="options", progress=False) for value in part]
+    per_example = [nll[i * len(options) : (i + 1) * len(options)] for i in range(len(examples))]
+    return [options[min(range(len(options)), key=row.__getitem__)] for row in per_example]
