@@ -49,6 +49,7 @@ def test_the_answer_set_is_the_declared_labels_else_the_distinct_answers_in_orde
     ]
     with pytest.raises(ConfigError, match="task t is scored by rouge_l"):
         check_option_scoring([Task("t", "rouge_l", 4, splits)])
+    check_option_scoring([Task("t", scorer, 4, splits) for scorer in ("accuracy", "exact_match")])  # the CL Benchmark
 
 
 def _run(out, name, tasks, *extra):

@@ -19,6 +19,7 @@ from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.distributed import map_shared
 from mhmoe.errors import ConfigError
+from mhmoe.metrics.text import BINARY
 
 
 def task_options(task: Task) -> list[str]:
@@ -30,9 +31,10 @@ def task_options(task: Task) -> list[str]:
 
 
 def check_option_scoring(tasks: Sequence[Task]) -> None:
-    """Option scoring compares exact answers: refuse a task scored otherwise, naming it."""
+    """Option scoring compares answers right or wrong (accuracy, exact match): refuse a task scored by text
+    similarity, naming it."""
     for task in tasks:
-        if task.scorer != "accuracy":
+        if task.scorer not in BINARY:
             raise ConfigError(
                 f"eval.scoring 'options': task {task.name} is scored by {task.scorer}, not by exact answers; "
                 "score it by generation (eval.scoring: generate)"
