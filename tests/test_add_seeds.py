@@ -73,3 +73,13 @@ def test_seeds_are_added_to_every_order_of_a_run_over_orders(tmp_path):
     for order in ("f", "b"):
         summary = json.loads((tmp_path / "orders" / order / "results.json").read_text())
         assert summary["seeds"] == [0, 1, 2], order
+
+
+def test_seeds_are_not_recorded_for_a_run_whose_settings_were_edited(two_seeds, tmp_path, capsys):
+    run_dir = tmp_path / "two"
+    shutil.copytree(two_seeds, run_dir)
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.02"))
+    assert main(["run", "--resume", str(run_dir), "--add-seeds", "2"]) == 2
+    assert "other settings or code" in capsys.readouterr().err
+    assert not (run_dir / "added_seeds.json").exists()

@@ -221,9 +221,6 @@ def _resume_plan(folder: RunFolder, add_seeds: list[int]) -> RunPlan:
     entries = resolve_entries(config)
     check_processes(config, entries)
     plan = RunPlan(config, _cells(config, folder), entries, fingerprint(config))
-    if add_seeds:
-        _check_and_record_added(plan, add_seeds)
-        plan = RunPlan(config, _cells(config, folder), entries, plan.fingerprint)
     if folder.plan.is_file():
         saved = json.loads(folder.plan.read_text(encoding="utf-8"))
         changed = differences(saved, plan.fingerprint)
@@ -232,6 +229,9 @@ def _resume_plan(folder: RunFolder, add_seeds: list[int]) -> RunPlan:
                 f"{folder.plan}: the run was started with other settings or code; resuming would mix results "
                 f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''})"
             )
+    if add_seeds:  # only once the run is known to be continued as it was started
+        _check_and_record_added(plan, add_seeds)
+        plan = RunPlan(config, _cells(config, folder), entries, plan.fingerprint)
     if folder.finished and not config.until_resolved and cell_finished(plan.root):
         raise CheckpointError(f"{folder.path}: nothing to resume (the run has finished)")
     return plan  # a run stopped before its first checkpoint starts again in its folder
