@@ -178,26 +178,31 @@ def plot_loss_curves(results: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_report(run_dir: Path, results: dict[str, Any], scoring: str = "generate") -> Path:
-    """report.md in the run folder, with R.png and L.png (task boundaries) and anytime.png (stream.eval_every);
-    `scoring` says how R was scored (eval.scoring)."""
-    with_r = {name: m for name, m in results["methods"].items() if "R" in m}
-    sections = [
-        f"# Continual-learning run `{run_dir.name}`",
+def _introduction(results: dict[str, Any], scoring: str) -> str:
+    """What the report's numbers mean, and how R was scored when not by generation."""
+    text = (
         f"Model `{results['model']}`, stream: {' -> '.join(results['tasks'])}. Scores are 0-100; "
         "OP is the mean of the last row of R, BWT the mean change on earlier tasks after the whole stream "
         "(negative = forgetting), FWT what earlier tasks did for a task before it was trained. "
         "L[i][j] is task j's mean answer-token NLL (nats per token, teacher-forced) after training through task i; "
         "loss-BWT is the mean rise of earlier tasks' L by the end (positive = forgetting). "
         f"One seed ({results.get('seed', 0)}): a difference between methods is not a finding until several seeds "
-        "resolve it (`--seeds`).",
-    ]
+        "resolve it (`--seeds`)."
+    )
     if scoring == "options":
-        sections[1] += (
+        text += (
             " R is scored by option likelihood (eval.scoring 'options'): each test example's prediction is the "
             "answer, among its task's labels or distinct answers, that the model finds most likely, not its "
             "greedy generation."
         )
+    return text
+
+
+def write_report(run_dir: Path, results: dict[str, Any], scoring: str = "generate") -> Path:
+    """report.md in the run folder, with R.png and L.png (task boundaries) and anytime.png (stream.eval_every);
+    `scoring` says how R was scored (eval.scoring)."""
+    with_r = {name: m for name, m in results["methods"].items() if "R" in m}
+    sections = [f"# Continual-learning run `{run_dir.name}`", _introduction(results, scoring)]
     if with_r:
         plot_r_matrices({**results, "methods": with_r}, run_dir / "R.png")
         plot_loss_curves({**results, "methods": with_r}, run_dir / "L.png")
