@@ -133,11 +133,15 @@ UNCHECKED = ("name", "output_dir", "progress", "log_with")
 """Settings a resumed run may differ in: where and how it reports, not what it computes."""
 
 
+def _computing_settings(config: RunConfig) -> dict[str, Any]:
+    """The flat settings that decide what a run computes (all but UNCHECKED)."""
+    return {k: v for k, v in flat_settings(config.to_dict()).items() if k.split(".")[0] not in UNCHECKED}
+
+
 def fingerprint(config: RunConfig) -> dict[str, Any]:
     """What must stay the same for a resumed run to end with the results of an uninterrupted one."""
-    settings = {k: v for k, v in flat_settings(config.to_dict()).items() if k.split(".")[0] not in UNCHECKED}
     return {
-        "settings": settings,
+        "settings": _computing_settings(config),
         "model": config.model.name,
         "seeds": config.seed_list(),
         "code": _code_digest(),
@@ -148,8 +152,8 @@ def fingerprint(config: RunConfig) -> dict[str, Any]:
 
 def checkpoint_owner(config: RunConfig) -> dict[str, Any]:
     """Whose checkpoints a seed's run may continue from: its own seed, model and settings."""
-    settings = {k: v for k, v in flat_settings(config.to_dict()).items() if k.split(".")[0] not in UNCHECKED}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    settings = json.dumps(_computing_settings(config), sort_keys=True, default=str)
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
     return {"seed": config.seed, "model": config.model.name, "settings": digest}
 
 
