@@ -24,6 +24,7 @@ from accelerate.utils import broadcast_object_list
 
 from mhmoe.cl.claims_report import sequential_judge
 from mhmoe.cl.entries import Entry, resolve_entries
+from mhmoe.cl.option_scoring import check_option_scoring
 from mhmoe.cl.results import SeedsSummary
 from mhmoe.cl.run_folder import RunFolder, flat_settings
 from mhmoe.config import load_config
@@ -100,12 +101,20 @@ def _seed_cells(config: RunConfig, folder: RunFolder, name: str) -> SeedCell | S
     seeds = config.seed_list() + added_seeds(folder)
     if len(seeds) == 1:
         single = dataclasses.replace(config, seed=seeds[0], seeds=[], until_resolved=None)
-        return SeedCell(single, folder, load_tasks(single.data, single.seed))
+        return SeedCell(single, folder, _checked_tasks(single))
     cells = []
     for seed in seeds:
         single = dataclasses.replace(config, seed=seed, seeds=[], until_resolved=None, name=f"{name}/seed-{seed}")
-        cells.append(SeedCell(single, folder.seed(seed), load_tasks(single.data, seed)))
+        cells.append(SeedCell(single, folder.seed(seed), _checked_tasks(single)))
     return SeedsCell(config, folder, cells)
+
+
+def _checked_tasks(config: RunConfig) -> list[Task]:
+    """One seed's tasks, read and checked against how they will be scored."""
+    tasks = load_tasks(config.data, config.seed)
+    if config.eval.scoring == "options":
+        check_option_scoring(tasks)
+    return tasks
 
 
 def _cells(config: RunConfig, folder: RunFolder) -> Cell:

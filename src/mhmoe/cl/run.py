@@ -30,7 +30,6 @@ from mhmoe.cl.conditions import summarise_conditions, write_conditions_report
 from mhmoe.cl.driver import RunContext, fresh_adapter, train_entry  # noqa: F401 (fresh_adapter: public)
 from mhmoe.cl.entries import Entry, adapter_config, resolve_entries
 from mhmoe.cl.evaluate import majority_answer_score
-from mhmoe.cl.option_scoring import check_option_scoring
 from mhmoe.cl.over_seeds import summarise_seeds, write_seeds_report
 from mhmoe.cl.plan import (
     ConditionsCell,
@@ -126,8 +125,6 @@ def load_shared(plan: RunPlan) -> Shared:
     base_model.requires_grad_(False)
     for cell in seed_cells(plan.root):
         check_answers_fit(tokenizer, cell.tasks, config.train.max_length)
-        if config.eval.scoring == "options":
-            check_option_scoring(cell.tasks)
     length = len(_first_seed(plan.root).tasks)
     shared = Shared(base_model, tokenizer, matched_entries(config, base_model, length), provenance(plan.fingerprint))
     fixed = [name for name, entry in shared.entries.items() if entry.adapter.routers_fixed]
