@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 
 from mhmoe.adapters.task_identity import known_task
 from mhmoe.cl.eval_mode import evaluating
-from mhmoe.cl.loss import answer_nll_per_example
+from mhmoe.cl.loss import answer_nll_batches
 from mhmoe.cl.option_scoring import option_choices, task_options
-from mhmoe.data.collate import prompt_batch, training_batch
+from mhmoe.data.collate import prompt_batch
 from mhmoe.data.trace import Task
 from mhmoe.distributed import map_shared
 from mhmoe.metrics.text import example_scores, mean_score
@@ -135,18 +135,10 @@ def task_loss(model, tokenizer, task: Task, split: str = "test", *, batch_size: 
     The answers (with their end-of-sequence token) are scored after their prompts, one forward per batch;
     the mean is over every answer token of the split, as the training loss weighs them.
     """
-    device = next(model.parameters()).device
-    examples = task.split(split)
-    chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
-
-    def chunk_nll(_: int, chunk: list) -> tuple[float, int]:
-        batch = {k: v.to(device) for k, v in training_batch(tokenizer, chunk, max_length).items()}
-        nll, count = answer_nll_per_example(model, batch)
-        return float(nll.sum()), int(count.sum())
-
-    with evaluating(model):
-        parts = map_shared(chunk_nll, chunks, desc="loss", progress=False)
-    return sum(n for n, _ in parts) / max(sum(c for _, c in parts), 1)
+    parts = answer_nll_batches(
+        model, tokenizer, task.split(split), batch_size=batch_size, max_length=max_length, desc="loss"
+    )
+    return sum(float(nll.sum()) for nll, _ in parts) / max(sum(int(count.sum()) for _, count in parts), 1)
 
 
 @dataclass

@@ -9,12 +9,15 @@ soft-capping). Models without `logits_to_keep` get full logits, sliced.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mhmoe.data.collate import IGNORE
+from mhmoe.cl.eval_mode import evaluating
+from mhmoe.data.collate import IGNORE, training_batch
+from mhmoe.distributed import map_shared
 
 
 def accepts_logits_to_keep(model: nn.Module) -> bool:
@@ -61,3 +64,21 @@ def answer_nll_per_example(model: nn.Module, batch: dict[str, torch.Tensor]) -> 
     logits, targets = _answer_logits(model, batch)
     per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
     return per_token.sum(dim=1), (targets != IGNORE).sum(dim=1)
+
+
+@torch.no_grad()
+def answer_nll_batches(
+    model: nn.Module, tokenizer, examples: Sequence, *, batch_size: int, max_length: int, desc: str
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each batch's per-example summed answer NLL and answer-token counts (`answer_nll_per_example`), the
+    examples teacher-forced `batch_size` at a time in eval mode; under several processes each scores its share
+    of the batches and every process gets all of them, in order."""
+    device = next(model.parameters()).device
+    chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
+
+    def chunk_nll(_: int, chunk: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = {k: v.to(device) for k, v in training_batch(tokenizer, chunk, max_length).items()}
+        return answer_nll_per_example(model, batch)
+
+    with evaluating(model):
+        return map_shared(chunk_nll, chunks, desc=desc, progress=False)

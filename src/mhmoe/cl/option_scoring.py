@@ -11,13 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
-from mhmoe.cl.eval_mode import evaluating
-from mhmoe.cl.loss import answer_nll_per_example
-from mhmoe.data.collate import training_batch
+from mhmoe.cl.loss import answer_nll_batches
 from mhmoe.data.trace import Example, Task
-from mhmoe.distributed import map_shared
 from mhmoe.errors import ConfigError
 from mhmoe.metrics.text import BINARY
 
@@ -41,19 +36,11 @@ def check_option_scoring(tasks: Sequence[Task]) -> None:
             )
 
 
-@torch.no_grad()
 def option_choices(model, tokenizer, examples: Sequence[Example], options: list[str], *, batch_size: int,
                    max_length: int) -> list[str]:  # fmt: skip
     """Each example's most likely option."""
-    device = next(model.parameters()).device
     pairs = [Example(e.prompt, option) for e in examples for option in options]
-    chunks = [pairs[start : start + batch_size] for start in range(0, len(pairs), batch_size)]
-
-    def chunk_nll(_: int, chunk: list[Example]) -> list[float]:
-        batch = {k: v.to(device) for k, v in training_batch(tokenizer, chunk, max_length).items()}
-        return answer_nll_per_example(model, batch)[0].tolist()
-
-    with evaluating(model):
-        nll = [value for part in map_shared(chunk_nll, chunks, desc="options", progress=False) for value in part]
+    parts = answer_nll_batches(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length, desc="options")
+    nll = [value for batch_nll, _ in parts for value in batch_nll.tolist()]
     per_example = [nll[i * len(options) : (i + 1) * len(options)] for i in range(len(examples))]
     return [options[min(range(len(options)), key=row.__getitem__)] for row in per_example]
