@@ -162,19 +162,19 @@ def read_adapter_config(directory: str | os.PathLike) -> tuple[AdapterConfig, di
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "modules" not in meta:
         raise AdapterFileError(f"{path}: missing the 'config' or 'modules' entry")
     modules = meta["modules"]
-    sizes = (
-        [d for s in modules.values() for d in (s if isinstance(s, list) else [None])]
-        if isinstance(modules, dict)
-        else [None]
-    )
-    if not all(type(d) is int and d > 0 for d in sizes):
+    if not isinstance(modules, dict) or not all(
+        isinstance(shape, list) and all(type(d) is int and d > 0 for d in shape) for shape in modules.values()
+    ):
         raise AdapterFileError(f"{path}: field 'modules' must map module names to lists of positive sizes")
     if not isinstance(meta.get("base_model", {}), dict):
         raise AdapterFileError(f"{path}: field 'base_model' must be an object (model_type, name)")
     return config_from_dict(meta["config"], source=str(path)), meta
 
 
-def _check_compatible(model: nn.Module, config: AdapterConfig, meta: dict[str, Any], path: Path) -> None:
+def _check_compatible(
+    model: nn.Module, config: AdapterConfig, meta: dict[str, Any], path: Path
+) -> dict[str, list[int]]:
+    """The shapes of the modules `config` adapts in `model`, once checked against the saved ones."""
     saved_type = meta.get("base_model", {}).get("model_type")
     model_type = _describe(model)["model_type"]
     if saved_type and model_type and saved_type != model_type:
@@ -185,16 +185,16 @@ def _check_compatible(model: nn.Module, config: AdapterConfig, meta: dict[str, A
         diff = sorted(n for n in set(here) | set(saved) if here.get(n) != saved.get(n))
         shown = ", ".join(f"{n}: saved {saved.get(n)} vs model {here.get(n)}" for n in diff[:3])
         raise AdapterFileError(f"{path}: adapted modules do not match this model ({len(diff)} differ; {shown})")
+    return here
 
 
 def _adapter_shapes(model: nn.Module, config: AdapterConfig) -> dict[str, torch.Size]:
     """The adapter tensors `config` gives this model, by full name, without changing the model."""
     if getattr(model, "mhmoe_config", None) is not None:
         return {n: p.shape for n, p in adapter_state(model).items()}
-    modules = new_modules(model, config)
     return {
         f"{name}.{tensor_name}": tensor.shape
-        for name, module in modules.items()
+        for name, module in new_modules(model, config).items()
         for tensor_name, tensor in [*module.named_parameters(), *module.named_buffers()]
         if _is_adapter(tensor_name)
     }
@@ -207,7 +207,7 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     """
     directory = Path(directory)
     config, meta = read_adapter_config(directory)
-    _check_compatible(model, config, meta, directory / CONFIG_NAME)
+    shapes = _check_compatible(model, config, meta, directory / CONFIG_NAME)
     attached = getattr(model, "mhmoe_config", None)
     if attached is not None and attached != config:
         raise AdapterFileError(f"{directory / CONFIG_NAME}: model already carries a different adapter ({attached})")
@@ -217,7 +217,7 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike) -> nn.Module:
     except (SafetensorError, OSError, ValueError) as err:
         raise AdapterFileError(f"{weights_path}: cannot be read as safetensors ({err})") from None
     if attached is None:  # building the modules allocates what the config implies: never more than the file holds
-        implied = sum(config.total_parameters(d_in, d_out) for d_in, d_out in module_shapes(model, config).values())
+        implied = sum(config.total_parameters(d_in, d_out) for d_in, d_out in shapes.values())
         held = sum(t.numel() for t in tensors.values())
         if implied > held:
             raise AdapterFileError(
