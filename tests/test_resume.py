@@ -87,7 +87,7 @@ def killed_run(tmp_path, module, name, n):
     [
         ("mhmoe.cl.train", "answer_loss", 3),  # first method, first task, between checkpoints
         ("mhmoe.cl.train", "answer_loss", 22),  # second method, after a mid-task checkpoint
-        ("mhmoe.cl.evaluate", "score_task", 8),  # scoring after the first method's second task
+        ("mhmoe.cl.evaluate", "evaluate_task", 8),  # scoring after the first method's second task
         ("mhmoe.cl.checkpoint", "write_json", 6),  # tensors written, state.json and LATEST not yet
     ],
 )

@@ -173,6 +173,10 @@ class EvalSettings:
     """How R is scored: 'generate' (greedy generation, TRACE's protocol) or 'options' (for exact-answer tasks:
     each example's most likely answer among the task's labels, or its distinct answers; the harnesses'
     multiple-choice protocol)."""
+    shared_prefill: bool = True
+    """Score R and L from one forward over each batch's prompts where that is exact (cl/prefill_eval.py); false:
+    the two passes of earlier builds, with prompts in split order (the same probabilities, summed in another
+    float order)."""
 
     def __post_init__(self) -> None:
         check_int("eval", "batch_size", self.batch_size)

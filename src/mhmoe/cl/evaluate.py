@@ -16,10 +16,11 @@ from tqdm.auto import tqdm
 
 from mhmoe.adapters.task_identity import known_task
 from mhmoe.cl.eval_mode import evaluating
-from mhmoe.cl.loss import answer_nll_batches
-from mhmoe.cl.option_scoring import option_choices, task_options
-from mhmoe.data.collate import prompt_batch
-from mhmoe.data.trace import Task
+from mhmoe.cl.loss import answer_nll_batches, answer_nll_per_example
+from mhmoe.cl.option_scoring import most_likely, option_choices, option_nll, task_options
+from mhmoe.cl.prefill_eval import BatchEval, evaluate_batch, shares_prefill
+from mhmoe.data.collate import prompt_batch, training_batch
+from mhmoe.data.trace import Example, Task
 from mhmoe.distributed import map_shared
 from mhmoe.metrics.text import example_scores, mean_score
 from mhmoe.metrics.uncertainty import score_error
@@ -171,25 +172,81 @@ def evaluate_stream(
     """
     row = StreamRow([], [], [])
     for j, task in enumerate(tqdm(tasks, desc=label, disable=not progress, leave=False)):
-        with known_task(model, j, record=True) as tally:
-            found = score_task(
-                model,
-                tokenizer,
-                task,
-                split=settings.split,
-                batch_size=settings.batch_size,
-                max_prompt_tokens=settings.max_prompt_tokens,
-                max_new_tokens=settings.max_new_tokens,
-                seed=seed,
-                options=task_options(task) if settings.scoring == "options" else None,
-                max_length=max_length,
-            )
+        options = task_options(task) if settings.scoring == "options" else None
+        if settings.shared_prefill and shares_prefill(model):
+            found, loss = evaluate_task(model, tokenizer, task, settings, max_length=max_length, seed=seed,
+                                        options=options)  # fmt: skip
+            row.identified.append(None)
+        else:
+            found, loss, identified = _two_pass_task(model, tokenizer, j, task, settings, max_length, seed, options)
+            row.identified.append(identified)
         row.scores.append(found.score)
         row.errors.append(found.error)
-        row.identified.append(tally.accuracy)
-        with known_task(model, j):
-            loss = task_loss(
-                model, tokenizer, task, settings.split, batch_size=settings.batch_size, max_length=max_length
-            )
         row.losses.append(loss)
     return row
+
+
+def _two_pass_task(model, tokenizer, j: int, task: Task, settings: EvalSettings, max_length: int, seed: int,
+                   options: list[str] | None) -> tuple[TaskScore, float, float | None]:  # fmt: skip
+    """Task `j` scored, then its answer loss, each in its own pass; with the share of its prompts whose task
+    was inferred right (task identity)."""
+    with known_task(model, j, record=True) as tally:
+        found = score_task(
+            model,
+            tokenizer,
+            task,
+            split=settings.split,
+            batch_size=settings.batch_size,
+            max_prompt_tokens=settings.max_prompt_tokens,
+            max_new_tokens=settings.max_new_tokens,
+            seed=seed,
+            options=options,
+            max_length=max_length,
+        )
+    with known_task(model, j):
+        loss = task_loss(model, tokenizer, task, settings.split, batch_size=settings.batch_size, max_length=max_length)
+    return found, loss, tally.accuracy
+
+
+def evaluate_task(model, tokenizer, task: Task, settings: EvalSettings, *, max_length: int, seed: int = 0,
+                  options: list[str] | None = None) -> tuple[TaskScore, float]:  # fmt: skip
+    """The task's score and its answer loss, each batch from one prefill where that is exact
+    (cl/prefill_eval.py), otherwise from the two passes; prompts go in batches of similar length, so a batch
+    pads little, and results come back in the split's order. Under several processes each takes its share."""
+    examples = task.split(settings.split)
+    order = sorted(range(len(examples)), key=lambda i: -len(examples[i].prompt))
+    size = settings.batch_size
+    chunks = [[examples[i] for i in order[start : start + size]] for start in range(0, len(order), size)]
+    new_tokens = min(task.max_new_tokens, settings.max_new_tokens or task.max_new_tokens)
+
+    def chunk_eval(_: int, chunk: list[Example]) -> BatchEval:
+        limits = {"max_prompt_tokens": settings.max_prompt_tokens, "max_length": max_length}
+        with evaluating(model):
+            found = evaluate_batch(model, tokenizer, chunk, max_new_tokens=new_tokens, options=options, **limits)
+            return found or _two_pass_batch(model, tokenizer, chunk, new_tokens, options, **limits)
+
+    parts = map_shared(chunk_eval, chunks, desc="evaluate", progress=False)
+    predictions = [""] * len(examples)
+    for i, prediction in zip(order, (p for part in parts for p in part.predictions), strict=True):
+        predictions[i] = prediction
+    nll = sum(float(part.nll.sum()) for part in parts)
+    loss = nll / max(sum(int(part.counts.sum()) for part in parts), 1)
+    prompts = [e.prompt for e in examples]
+    per_example = example_scores(task.scorer, predictions, [e.answer for e in examples], prompts)
+    score = sum(per_example) / max(len(per_example), 1)
+    return TaskScore(score, score_error(task.scorer, per_example, seed=seed), predictions), loss
+
+
+@torch.no_grad()
+def _two_pass_batch(model, tokenizer, chunk: list[Example], new_tokens: int, options: list[str] | None, *,
+                    max_prompt_tokens: int, max_length: int) -> BatchEval:  # fmt: skip
+    """One batch's predictions and reference-answer NLL, generation (or option scoring) and the loss apart."""
+    if options is not None:
+        predictions = most_likely(options, option_nll(model, tokenizer, chunk, options, max_length=max_length))
+    else:
+        predictions = generate(model, tokenizer, [e.prompt for e in chunk], max_new_tokens=new_tokens,
+                               batch_size=len(chunk), max_prompt_tokens=max_prompt_tokens)  # fmt: skip
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in training_batch(tokenizer, chunk, max_length).items()}
+    nll, counts = answer_nll_per_example(model, batch)
+    return BatchEval(predictions, nll.cpu(), counts.cpu())

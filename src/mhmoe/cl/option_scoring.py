@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mhmoe.cl.loss import answer_nll_batches
+import torch
+
+from mhmoe.cl.eval_mode import evaluating
+from mhmoe.cl.loss import answer_nll_per_example
+from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
+from mhmoe.distributed import map_shared
 from mhmoe.errors import ConfigError
 from mhmoe.metrics.text import BINARY
 
@@ -36,11 +41,32 @@ def check_option_scoring(tasks: Sequence[Task]) -> None:
             )
 
 
+def option_nll(model, tokenizer, examples: Sequence[Example], options: list[str], *, max_length: int) -> torch.Tensor:
+    """Each example's summed NLL of each option, (examples, options), teacher-forced `len(examples)` pairs at a
+    time (one process; the caller shares the batches)."""
+    pairs = [Example(e.prompt, option) for e in examples for option in options]
+    device, step = next(model.parameters()).device, max(len(examples), 1)
+    parts = []
+    with torch.no_grad(), evaluating(model):
+        for start in range(0, len(pairs), step):
+            batch = training_batch(tokenizer, pairs[start : start + step], max_length)
+            parts.append(answer_nll_per_example(model, {k: v.to(device) for k, v in batch.items()})[0])
+    return torch.cat(parts).view(len(examples), len(options)).cpu()
+
+
+def most_likely(options: list[str], nll: torch.Tensor) -> list[str]:
+    """Each row's option of lowest NLL (argmin: ties go to the first listed)."""
+    return [options[int(i)] for i in nll.argmin(dim=1)]
+
+
 def option_choices(model, tokenizer, examples: Sequence[Example], options: list[str], *, batch_size: int,
                    max_length: int) -> list[str]:  # fmt: skip
-    """Each example's most likely option."""
-    pairs = [Example(e.prompt, option) for e in examples for option in options]
-    parts = answer_nll_batches(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length, desc="options")
-    nll = [value for batch_nll, _ in parts for value in batch_nll.tolist()]
-    per_example = [nll[i * len(options) : (i + 1) * len(options)] for i in range(len(examples))]
-    return [options[min(range(len(options)), key=row.__getitem__)] for row in per_example]
+    """Each example's most likely option, `batch_size` examples at a time, shared across processes."""
+    chunks = [examples[start : start + batch_size] for start in range(0, len(examples), batch_size)]
+    found = map_shared(
+        lambda _, chunk: most_likely(options, option_nll(model, tokenizer, chunk, options, max_length=max_length)),
+        chunks,
+        desc="options",
+        progress=False,
+    )
+    return [choice for chunk in found for choice in chunk]
