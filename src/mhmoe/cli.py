@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from mhmoe.errors import ConfigError, MhmoeError
+from mhmoe.settings import BENCHMARKS
 
 
 def _settings_help() -> str:
@@ -66,7 +67,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="a YAML file or preset name (default: quickstart)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     parser.add_argument("--model", help="base model: a local folder, hub name, or smollm2-135m-instruct")
-    parser.add_argument("--benchmark", choices=["builtin", "trace", "cl_benchmark"], help="the task stream's source")
+    parser.add_argument("--benchmark", choices=BENCHMARKS, help="the task stream's source")
     parser.add_argument(
         "--data-dir", help="folder of task folders (--benchmark trace) or the CL Benchmark's root (cl_benchmark)"
     )

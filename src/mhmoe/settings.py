@@ -50,11 +50,15 @@ class ModelSettings:
         return getattr(torch, self.dtype)
 
 
+BENCHMARKS = ("builtin", "trace", "cl_benchmark", "cl_sample")
+
+
 @dataclass
 class DataSettings:
     benchmark: str = "builtin"
     """'builtin' (generated offline, in TRACE's format), 'trace' (task folders read from data_dir: TRACE, or your
-    own JSON/JSONL/CSV/Parquet files) or 'cl_benchmark' (O-LoRA's CL Benchmark layout in data_dir)."""
+    own JSON/JSONL/CSV/Parquet files), 'cl_benchmark' (O-LoRA's CL Benchmark layout in data_dir) or 'cl_sample'
+    (the sample of the CL Benchmark shipped with the package: dbpedia, MNLI, BoolQA; real text, offline)."""
     data_dir: str | None = None
     """Folder of task folders (benchmark 'trace') or the CL Benchmark's root (benchmark 'cl_benchmark')."""
     instruction_file: str | None = None
@@ -74,11 +78,11 @@ class DataSettings:
     """Text encoding of your data files (JSON, JSONL, CSV); a file that does not decode is refused, naming the byte."""
 
     def __post_init__(self) -> None:
-        if self.benchmark not in ("builtin", "trace", "cl_benchmark"):
+        if self.benchmark not in BENCHMARKS:
             raise ConfigError(
-                f"data config: field 'benchmark' must be 'builtin', 'trace' or 'cl_benchmark', got {self.benchmark!r}"
+                f"data config: field 'benchmark' must be one of {list(BENCHMARKS)}, got {self.benchmark!r}"
             )
-        if self.benchmark != "builtin" and not self.data_dir:
+        if self.benchmark in ("trace", "cl_benchmark") and not self.data_dir:
             raise ConfigError(f"data config: field 'data_dir' is required for benchmark '{self.benchmark}'")
         for name in ("train_size", "test_size"):
             check_int("data", name, getattr(self, name))
@@ -106,6 +110,8 @@ class DataSettings:
                     )
         elif self.data_dir or self.encoding != defaults.encoding:
             notes.append("data.data_dir and data.encoding are ignored by the built-in benchmark (it writes its own)")
+        if self.benchmark == "cl_sample" and self.data_dir:
+            notes.append("data.data_dir is ignored by 'cl_sample' (the package's own sample); use 'cl_benchmark'")
         if self.benchmark != "cl_benchmark" and self.instruction_file:
             notes.append(
                 f"data.instruction_file is read by the CL Benchmark only and is ignored with '{self.benchmark}'"

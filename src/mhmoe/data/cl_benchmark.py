@@ -1,7 +1,8 @@
 """The "CL Benchmark" layout of O-LoRA (Wang et al., 2023) and the work that reuses its data, read the way its
 dataset script reads it.
 
-    <root>/<Family>/<dataset>/{train,dev,test}.json   lists of {"sentence": str, "label": str}
+    <root>/<Family>/<dataset>/{train,dev,test}.json   lists of {"sentence": str, "label": str} (or .jsonl, .csv,
+                                                       .parquet with those columns)
     <root>/<Family>/<dataset>/labels.json             the dataset's label words, a list of strings
     instruction_config.json                            {"<Family>": [{"instruction_type": ..., "instruction": ...}]}
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mhmoe.data.records import RecordError, read_records
+from mhmoe.data.records import RecordError, read_records, split_file
 from mhmoe.data.trace import DataError, Example, Task, capped, read_json
 
 FAMILIES = {
@@ -40,6 +41,10 @@ MAX_NEW_TOKENS = 50
 SCORER = "exact_match"
 CL_ORDER_1 = ["dbpedia", "amazon", "yahoo", "agnews"]
 """The standard CL order 1, the default stream; the cl-order* and cl-long presets hold the published orders."""
+SAMPLE_ROOT = Path(__file__).parent / "cl_sample"
+"""The sample of the CL Benchmark shipped with the package (benchmark 'cl_sample'; its README.md says what)."""
+SAMPLE_ORDER = ["dbpedia", "MNLI", "BoolQA"]
+"""The sample's datasets, the default order of benchmark 'cl_sample'."""
 
 
 def find_instruction_file(root: Path, configured: str | None) -> Path:
@@ -105,11 +110,10 @@ def cl_prompt(family: str, dataset: str, instruction: str, labels: list[str], se
 
 
 def _examples(
-    path: Path, family: str, dataset: str, instruction: str, labels: list[str], encoding: str
+    folder: Path, stem: str, family: str, dataset: str, instruction: str, labels: list[str], encoding: str
 ) -> list[Example]:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     try:
+        path = split_file(folder, stem)
         records = read_records(path, encoding)
     except RecordError as err:
         raise DataError(str(err)) from None
@@ -148,7 +152,7 @@ def load_cl_stream(
         labels = read_labels(folder)
         splits = {}
         for split, stem in SPLIT_FILES.items():
-            examples = _examples(folder / f"{stem}.json", family, name, instructions.get(family, ""), labels, encoding)
+            examples = _examples(folder, stem, family, name, instructions.get(family, ""), labels, encoding)
             splits[split] = capped(examples, (limits or {}).get(split), seed)
         tasks.append(Task(name, SCORER, MAX_NEW_TOKENS, splits, options=labels))
     return tasks

@@ -1,13 +1,13 @@
 """The task stream a run trains on: the built-in benchmark (generated, then read back through the TRACE
-loader, so both benchmarks take the same path), TRACE (or any folder of task files) from a local folder, or
-the CL Benchmark of O-LoRA from a local folder."""
+loader, so both benchmarks take the same path), TRACE (or any folder of task files) from a local folder, the
+CL Benchmark of O-LoRA from a local folder, or the sample of it shipped with the package."""
 
 from __future__ import annotations
 
 import tempfile
 
 from mhmoe.data.builtin import DEFAULT_ORDER, TASKS, write_builtin
-from mhmoe.data.cl_benchmark import CL_ORDER_1, load_cl_stream
+from mhmoe.data.cl_benchmark import CL_ORDER_1, SAMPLE_ORDER, SAMPLE_ROOT, load_cl_stream
 from mhmoe.data.trace import TRACE_ORDER, DataError, Task, load_stream
 from mhmoe.settings import DataSettings
 
@@ -16,7 +16,7 @@ EVAL_SIZE = 32
 
 def stream_order(settings: DataSettings) -> list[str]:
     """The task names of the stream, in order."""
-    defaults = {"builtin": DEFAULT_ORDER, "trace": TRACE_ORDER, "cl_benchmark": CL_ORDER_1}
+    defaults = {"builtin": DEFAULT_ORDER, "trace": TRACE_ORDER, "cl_benchmark": CL_ORDER_1, "cl_sample": SAMPLE_ORDER}
     order = settings.order or defaults[settings.benchmark]
     if len(set(order)) != len(order):
         raise DataError(f"data config: field 'order' repeats a task: {order}")
@@ -35,9 +35,9 @@ def load_tasks(settings: DataSettings, seed: int) -> list[Task]:
     limits = {"train": settings.train_limit, "test": settings.test_limit}
     if settings.benchmark == "trace":
         return load_stream(settings.data_dir, order, limits=limits, seed=seed, encoding=settings.encoding)
-    if settings.benchmark == "cl_benchmark":
+    if settings.benchmark in ("cl_benchmark", "cl_sample"):
         return load_cl_stream(
-            settings.data_dir,
+            settings.data_dir if settings.benchmark == "cl_benchmark" else SAMPLE_ROOT,
             order,
             instruction_file=settings.instruction_file,
             limits=limits,
