@@ -10,6 +10,15 @@ medians are reported, with each model's total as a multiple of the frozen base's
     python benchmarks/eval_speed.py            # about 5 minutes on 2 idle cores
     python benchmarks/eval_speed.py --quick    # one round
     python benchmarks/eval_speed.py --model tiny:llama --quick   # a smoke run
+
+`--real-text` times instead the case the throughput issue measured: two tasks of the shipped CL Benchmark
+sample (dbpedia and MNLI, 100 test examples each), up to 6 new tokens, LoRAMoE with gate 'full', the whole
+evaluation of the stream (R and L) as a run does it, in three ways side by side: two passes over the prompts
+in split order (eval.shared_prefill: false, as builds before the one-prefill path), one prefill per batch with
+prompts batched by length (the default), and one prefill with option scoring (eval.scoring: options). It
+prints each way's seconds, its speed-up over the two passes, and whether R and L agree with the two passes'.
+
+    python benchmarks/eval_speed.py --real-text                  # about 8 minutes on 2 idle cores
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import torch
 
 import mhmoe
 from mhmoe.cl.eval_mode import evaluating
-from mhmoe.cl.evaluate import generate, task_loss
+from mhmoe.cl.evaluate import evaluate_stream, generate, task_loss
 from mhmoe.cl.loss import accepts_logits_to_keep
 from mhmoe.config import load_config
 from mhmoe.data.collate import prompt_batch
@@ -32,6 +41,7 @@ from mhmoe.data.stream import load_tasks
 from mhmoe.data.trace import Example, Task
 from mhmoe.metrics.text import example_scores
 from mhmoe.models import load_model
+from mhmoe.settings import DataSettings, EvalSettings
 
 PREAMBLE = (
     "The following statement comes from a public consultation on economic policy. Read it carefully, consider "
@@ -95,14 +105,66 @@ def evaluation_parts(model, tokenizer, task: Task, batch_size: int, max_new_toke
     return times
 
 
+REAL_TEXT_WAYS = {
+    "two passes, split order": {"shared_prefill": False},
+    "one prefill, by length": {},
+    "one prefill, options": {"scoring": "options"},
+}
+
+
+def real_text(args: argparse.Namespace) -> None:
+    """The real-text case: each way's seconds for the stream's whole evaluation, and its R and L agreement."""
+    base, tokenizer = load_model(args.model)
+    base.requires_grad_(False)
+    torch.manual_seed(0)
+    reference = mhmoe.MHMoEConfig()
+    config = mhmoe.LoRAMoEConfig(gate="full")
+    model = mhmoe.attach(base, dataclasses.replace(config, rank=mhmoe.matched_rank(base, config, reference)))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "adapter_B" in name:
+                param.normal_(std=0.02)
+    data = DataSettings(benchmark="cl_sample", order=["dbpedia", "MNLI"], test_limit=args.examples)
+    stream = load_tasks(data, seed=0)
+    rows, seconds = {}, {}
+    for way, changes in REAL_TEXT_WAYS.items():
+        settings = dataclasses.replace(
+            EvalSettings(args.batch_size, args.max_prompt_tokens, max_new_tokens=args.max_new_tokens), **changes
+        )
+        began = time.perf_counter()
+        rows[way] = evaluate_stream(model.eval(), tokenizer, stream, settings, max_length=256, progress=False)
+        seconds[way] = time.perf_counter() - began
+    first = next(iter(REAL_TEXT_WAYS))
+    print(
+        f"{args.model}, LoRAMoE gate 'full', cl_sample dbpedia + MNLI, {args.examples} test examples each, batch "
+        f"{args.batch_size}, up to {args.max_new_tokens} new tokens, train.max_length 256, "
+        f"{torch.get_num_threads()} threads; seconds for the stream's evaluation (R and L)"
+    )
+    print("| way | seconds | speed-up | R as two passes | max relative L difference |")
+    print("| --- | --- | --- | --- | --- |")
+    for way, row in rows.items():
+        same_r = "yes" if row.scores == rows[first].scores else f"no: {row.scores} vs {rows[first].scores}"
+        if "scoring" in REAL_TEXT_WAYS[way]:
+            same_r = "another protocol"
+        gap = max(abs(a - b) / abs(b) for a, b in zip(row.losses, rows[first].losses, strict=True))
+        speedup = seconds[first] / seconds[way]
+        print(f"| {way} | {seconds[way]:.1f} | {speedup:.2f}x | {same_r} | {gap:.1e} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round")
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--examples", type=int, default=32, help="test examples per task")
+    parser.add_argument("--examples", type=int, help="test examples per task (default: 32; --real-text: 100)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=6)
+    parser.add_argument("--real-text", action="store_true", help="the real-text case (see above), not the table")
+    parser.add_argument("--max-prompt-tokens", type=int, default=512, help="--real-text: eval.max_prompt_tokens")
     args = parser.parse_args()
+    args.examples = args.examples or (100 if args.real_text else 32)
+    if args.real_text:
+        real_text(args)
+        return
     torch.manual_seed(0)
     base, tokenizer = load_model(args.model)
     base.requires_grad_(False)

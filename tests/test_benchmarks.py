@@ -26,3 +26,10 @@ def test_overhead_prints_latency_and_memory_ratios_against_the_research():
 def test_method_overhead_times_every_entry_of_a_preset_with_variants():
     out = _run("method_overhead.py", "--preset", "table2-cpu", "--model", "tiny:llama", "--steps", "1")
     assert re.search(r"^mhmoe +[\d.]+ +[\d.]+", out, re.M) and re.search(r"^loramoe-k26-top5 +[\d.]+", out, re.M)
+
+
+def test_eval_speed_real_text_times_each_way_and_checks_r_and_l():
+    out = _run("eval_speed.py", "--real-text", "--model", "tiny:llama", "--examples", "3", "--max-prompt-tokens=120")
+    for way in ("two passes, split order", "one prefill, by length", "one prefill, options"):
+        assert re.search(rf"^\| {way} \| [\d.]+ \| [\d.]+x \| ", out, re.M), out
+    assert "| two passes, split order |" in out and "| 1.00x | yes | 0.0e+00 |" in out

@@ -94,3 +94,34 @@ def test_quickstart_preset_runs_end_to_end_on_smollm2(tmp_path):
     activated = [m["parameters"]["activated"] for m in results["methods"].values()]
     assert max(activated) / min(activated) < 1.02
     assert all(len(m["R"]) == 1 and 0 <= m["R"][0][0] <= 100 for m in results["methods"].values())
+
+
+def test_one_prefill_gives_the_two_pass_r_and_l_on_real_text(smollm2):
+    """The one-prefill evaluation on SmolLM2 and the shipped real text (cl/prefill_eval.py): same R, L to float
+    precision, with a routed adapter whose up-projections are drawn (a fresh copy: the fixture stays bare)."""
+    import copy
+
+    from mhmoe.cl.evaluate import evaluate_stream
+    from mhmoe.data.stream import load_tasks
+    from mhmoe.settings import DataSettings, EvalSettings
+
+    base, tokenizer = smollm2
+    model = mhmoe.attach(copy.deepcopy(base), mhmoe.LoRAMoEConfig(gate="full"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "adapter_B" in name:
+                param.normal_(std=0.02)
+    stream = load_tasks(DataSettings(benchmark="cl_sample", order=["MNLI", "BoolQA"], test_limit=6), seed=0)
+    rows = [
+        evaluate_stream(
+            model.eval(),
+            tokenizer,
+            stream,
+            EvalSettings(batch_size=4, max_new_tokens=4, shared_prefill=shared),
+            max_length=256,
+            progress=False,
+        )  # fmt: skip
+        for shared in (True, False)
+    ]
+    assert rows[0].scores == rows[1].scores
+    assert rows[0].losses == pytest.approx(rows[1].losses, rel=1e-5)
