@@ -10,7 +10,10 @@ import torch
 
 import mhmoe
 from mhmoe.cl.evaluate import evaluate_stream, evaluate_task, score_task
+from mhmoe.cl.loss import answer_nll_per_example
+from mhmoe.cl.option_scoring import most_likely, option_nll
 from mhmoe.cl.prefill_eval import evaluate_batch, shares_prefill
+from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.models import TINY_FAMILIES, tiny_model, tiny_tokenizer
 from mhmoe.settings import EvalSettings
@@ -84,8 +87,26 @@ def test_a_batch_the_limits_would_cut_falls_back_to_two_passes():
     assert evaluate_batch(model, tokenizer, examples, max_new_tokens=2, max_prompt_tokens=512, max_length=128)
     assert evaluate_batch(model, tokenizer, examples, max_new_tokens=2, max_prompt_tokens=3, max_length=128) is None
     assert evaluate_batch(model, tokenizer, examples, max_new_tokens=2, max_prompt_tokens=512, max_length=8) is None
-    # ... and a stream whose training length cuts some prompts still matches the two passes
-    shared, two_pass = both_ways(model, tokenizer, EvalSettings(batch_size=4), max_length=14)
+
+
+def test_options_share_the_prefill_even_where_the_prompt_is_cut():
+    """Every option follows the same prompt, cut to leave room for the longest, in both paths; the loss matrix's
+    answer then gets its own forward, encoded as training encodes it."""
+    tokenizer, model = tiny_tokenizer(), routed_model("llama")
+    examples, options = tasks()[1].split("test")[:5], ["A", "B", "1 2"]
+    found = evaluate_batch(model, tokenizer, examples, max_new_tokens=2, max_prompt_tokens=512, max_length=9,
+                           options=options)  # fmt: skip
+    assert found is not None
+    two_pass = option_nll(model, tokenizer, examples, options, max_length=9)
+    assert found.predictions == most_likely(options, two_pass)
+    nll, counts = answer_nll_per_example(model, training_batch(tokenizer, examples, 9))
+    assert found.nll.tolist() == pytest.approx(nll.tolist(), rel=1e-6) and found.counts.tolist() == counts.tolist()
+
+
+@pytest.mark.parametrize("scoring", ["generate", "options"])
+def test_a_stream_whose_limits_cut_prompts_still_matches_the_two_passes(scoring):
+    shared, two_pass = both_ways(routed_model("llama"), tiny_tokenizer(), EvalSettings(batch_size=4, scoring=scoring),
+                                 max_length=14)  # fmt: skip
     assert shared.scores == two_pass.scores
     assert shared.losses == pytest.approx(two_pass.losses, rel=1e-5)
 

@@ -2,7 +2,9 @@
 (`eval.scoring: options`, the multiple-choice protocol of evaluation harnesses).
 
 Each option is scored as training scores an answer: the summed NLL of " option" and the end-of-sequence token
-after the prompt, teacher-forced; the prediction is the option with the lowest (ties: the first listed). It
+after the prompt, teacher-forced; the prediction is the option with the lowest (ties: the first listed). Every
+option of an example follows the same prompt: a prompt too long for train.max_length loses its start, as in
+training, but by the room the longest option needs, so no option sees less context than another. It
 asks what the model prefers among the valid answers, so a model that has lost the answer format but kept the
 mapping still scores; greedy generation (the default, TRACE's protocol) asks what it would say.
 """
@@ -15,7 +17,7 @@ import torch
 
 from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.loss import answer_nll_per_example
-from mhmoe.data.collate import training_batch
+from mhmoe.data.collate import IGNORE, answer_ids, joined_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.distributed import map_shared
 from mhmoe.errors import ConfigError
@@ -41,15 +43,25 @@ def check_option_scoring(tasks: Sequence[Task]) -> None:
             )
 
 
+def option_prompts(tokenizer, examples: Sequence[Example], option_ids: list[list[int]], max_length: int):
+    """Each example's prompt tokens, cut from the start to leave room for the longest option in `max_length`."""
+    room = max(max_length - max(map(len, option_ids)), 1)
+    return [tokenizer(e.prompt, add_special_tokens=True).input_ids[-room:] for e in examples]
+
+
 def option_nll(model, tokenizer, examples: Sequence[Example], options: list[str], *, max_length: int) -> torch.Tensor:
     """Each example's summed NLL of each option, (examples, options), teacher-forced `len(examples)` pairs at a
     time (one process; the caller shares the batches)."""
-    pairs = [Example(e.prompt, option) for e in examples for option in options]
-    device, step = next(model.parameters()).device, max(len(examples), 1)
-    parts = []
+    option_ids = [answer_ids(tokenizer, option) for option in options]
+    rows = [
+        (prompt + option, [IGNORE] * len(prompt) + option)
+        for prompt in option_prompts(tokenizer, examples, option_ids, max_length)
+        for option in option_ids
+    ]
+    device, step, parts = next(model.parameters()).device, max(len(examples), 1), []
     with torch.no_grad(), evaluating(model):
-        for start in range(0, len(pairs), step):
-            batch = training_batch(tokenizer, pairs[start : start + step], max_length)
+        for start in range(0, len(rows), step):
+            batch = joined_batch(tokenizer, rows[start : start + step])
             parts.append(answer_nll_per_example(model, {k: v.to(device) for k, v in batch.items()})[0])
     return torch.cat(parts).view(len(examples), len(options)).cpu()
 

@@ -7,10 +7,12 @@ reference answer for the loss matrix, every option under option scoring) continu
 the last prompt token, right-padded; generation continues the cache itself. The probabilities are those of one
 forward over prompt and answer; only the float summation order differs from the two-pass path.
 
-That holds only when both passes would see the same prompt: a batch with a prompt that `max_prompt_tokens`
-cuts, or a prompt and answer longer than `max_length` (where training's encoding cuts the prompt), is scored the
-two-pass way. So are models with task identity (prefix methods), whose teacher-forced forward chooses the task
-from prompt and answer together.
+That holds only when both passes would see the same prompt. Under generation, a batch with a prompt that
+`max_prompt_tokens` cuts, or a prompt and answer longer than `max_length` (where training's encoding cuts the
+prompt), is scored the two-pass way. Option scoring cuts every option's prompt alike (option_scoring.py), so its
+options always share the prefill; where that cut shortened a prompt, the loss matrix's answer gets its own
+forward. Models with task identity (prefix methods) keep the two passes: their teacher-forced forward chooses
+the task from prompt and answer together.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mhmoe.adapters.task_identity import TASK_IDENTITY
-from mhmoe.cl.option_scoring import most_likely
-from mhmoe.data.collate import IGNORE, prompt_batch
+from mhmoe.cl.loss import answer_nll_per_example
+from mhmoe.cl.option_scoring import most_likely, option_prompts
+from mhmoe.data.collate import IGNORE, answer_ids, left_padded, training_batch
 from mhmoe.data.trace import Example
 
 
@@ -48,18 +51,6 @@ def cache_keyword(model: nn.Module) -> str:
     """The name a model's forward takes its KV cache by: 'cache' in current Transformers, 'past_key_values' before."""
     forward = getattr(model, "module", model).forward
     return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
-
-
-def answer_ids(tokenizer, answer: str) -> list[int]:
-    """An answer's tokens as training encodes them: after a space, ending with EOS."""
-    return tokenizer(" " + answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-
-
-def _fits(prompt_lengths: list[int], continuations: list[list[int]], max_prompt: int, max_length: int) -> bool:
-    """No prompt is cut by generation's limit and no prompt-and-answer by training's."""
-    return all(
-        1 < n <= max_prompt and n + len(c) <= max_length for n, c in zip(prompt_lengths, continuations, strict=True)
-    )
 
 
 def _continuation_nll(model, cache, prompt: dict, last: torch.Tensor, answers: list[list[int]], pad: int):
@@ -89,6 +80,18 @@ def _continuation_nll(model, cache, prompt: dict, last: torch.Tensor, answers: l
     return per_token.sum(dim=1).cpu(), (targets != IGNORE).sum(dim=1)
 
 
+def _prompts(tokenizer, examples, gold, options, max_prompt_tokens: int, max_length: int):
+    """The prompt tokens one prefill runs (None where that is not exact), and whether the reference answers can
+    continue them as the loss matrix encodes them (prompt and answer within `max_length`, the prompt whole)."""
+    whole = [tokenizer(e.prompt, add_special_tokens=True).input_ids for e in examples]
+    gold_fits = all(len(p) + len(g) <= max_length for p, g in zip(whole, gold, strict=True))
+    if options is None:  # generation: its prompt cut (max_prompt_tokens) must be the loss's (none)
+        exact = gold_fits and all(len(p) <= max_prompt_tokens for p in whole)
+        return (whole if exact else None), exact
+    cut = option_prompts(tokenizer, examples, options, max_length)
+    return cut, gold_fits and all(len(c) == len(p) for c, p in zip(cut, whole, strict=True))
+
+
 @torch.no_grad()
 def evaluate_batch(
     model: nn.Module,
@@ -105,34 +108,32 @@ def evaluate_batch(
     from transformers import DynamicCache
 
     gold = [answer_ids(tokenizer, e.answer) for e in examples]
-    option_ids = [answer_ids(tokenizer, option) for option in options or []]
-    lengths = [len(tokenizer(e.prompt, add_special_tokens=True).input_ids) for e in examples]
-    longest = [max([g, *option_ids], key=len) for g in gold]
-    if not _fits(lengths, longest, max_prompt_tokens, max_length):
+    option_ids = [answer_ids(tokenizer, option) for option in options] if options is not None else None
+    prompts, gold_continues = _prompts(tokenizer, examples, gold, option_ids, max_prompt_tokens, max_length)
+    if prompts is None or min(map(len, prompts)) < 2:
         return None
-    device = next(model.parameters()).device
-    prompt = prompt_batch(tokenizer, [e.prompt for e in examples], max_prompt_tokens)
-    prompt = {k: v.to(device) for k, v in prompt.items()}
+    device, pad = next(model.parameters()).device, tokenizer.pad_token_id
+    prompt = {k: v.to(device) for k, v in left_padded(tokenizer, prompts).items()}
     cache = DynamicCache(config=model.config)
     model(**{k: v[:, :-1] for k, v in prompt.items()}, use_cache=True, **{cache_keyword(model): cache})
-    last, pad = prompt["input_ids"][:, -1].cpu(), tokenizer.pad_token_id
-    nll, counts = _continuation_nll(model, cache, prompt, last, gold, pad)
-    if options is not None:
-        scores = torch.stack(
-            [_continuation_nll(model, cache, prompt, last, [o] * len(examples), pad)[0] for o in option_ids], dim=1
-        )
-        predictions = most_likely(options, scores)
-    else:
-        tokens = model.generate(
-            input_ids=prompt["input_ids"],
-            attention_mask=prompt["attention_mask"],
-            do_sample=False,
-            max_new_tokens=max_new_tokens,
-            use_cache=True,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **{cache_keyword(model): cache},
-        )
-        new = tokens[:, prompt["input_ids"].shape[1] :]
-        predictions = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    return BatchEval(predictions, nll, counts)
+    last = prompt["input_ids"][:, -1].cpu()
+    if gold_continues:
+        nll, counts = _continuation_nll(model, cache, prompt, last, gold, pad)
+    else:  # an option cut the prompt: the loss matrix's answer is scored as training encodes it
+        batch = {k: v.to(device) for k, v in training_batch(tokenizer, examples, max_length).items()}
+        nll, counts = (t.cpu() for t in answer_nll_per_example(model, batch))
+    if option_ids is not None:
+        scores = [_continuation_nll(model, cache, prompt, last, [o] * len(examples), pad)[0] for o in option_ids]
+        return BatchEval(most_likely(options, torch.stack(scores, dim=1)), nll, counts)
+    tokens = model.generate(
+        input_ids=prompt["input_ids"],
+        attention_mask=prompt["attention_mask"],
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        use_cache=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **{cache_keyword(model): cache},
+    )
+    new = tokens[:, prompt["input_ids"].shape[1] :]
+    return BatchEval([t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)], nll, counts)

@@ -35,11 +35,15 @@ def check_answers_fit(tokenizer, tasks: Sequence[Task], max_length: int, where: 
                 )
 
 
+def answer_ids(tokenizer, answer: str) -> list[int]:
+    """An answer's tokens as training predicts them: after a space, ending with EOS."""
+    return tokenizer(" " + answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+
 def encode(tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and labels of one training example."""
     prompt = tokenizer(example.prompt, add_special_tokens=True).input_ids
-    answer = tokenizer(" " + example.answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-    answer = answer[:max_length]
+    answer = answer_ids(tokenizer, example.answer)[:max_length]
     prompt = prompt[max(0, len(prompt) + len(answer) - max_length) :]
     return prompt + answer, [IGNORE] * len(prompt) + answer
 
@@ -54,7 +58,8 @@ def _pad(rows: Sequence[list[int]], value: int, *, left: bool = False) -> torch.
     return out
 
 
-def _left_padded(tokenizer, ids: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+def left_padded(tokenizer, ids: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+    """Rows of token ids as a left-padded batch: input_ids, attention_mask and position_ids."""
     mask = _pad([[1] * len(row) for row in ids], 0, left=True)
     return {
         "input_ids": _pad(ids, tokenizer.pad_token_id, left=True),
@@ -65,11 +70,16 @@ def _left_padded(tokenizer, ids: Sequence[list[int]]) -> dict[str, torch.Tensor]
 
 def training_batch(tokenizer, examples: Sequence[Example], max_length: int) -> dict[str, torch.Tensor]:
     """Left-padded input_ids, attention_mask, position_ids and labels (-100 outside the answers)."""
-    ids, labels = zip(*(encode(tokenizer, e, max_length) for e in examples), strict=True)
-    return {**_left_padded(tokenizer, ids), "labels": _pad(labels, IGNORE, left=True)}
+    return joined_batch(tokenizer, [encode(tokenizer, e, max_length) for e in examples])
+
+
+def joined_batch(tokenizer, rows: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    """`training_batch` of rows already encoded as (token ids, labels)."""
+    ids, labels = zip(*rows, strict=True)
+    return {**left_padded(tokenizer, ids), "labels": _pad(labels, IGNORE, left=True)}
 
 
 def prompt_batch(tokenizer, prompts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
     """Left-padded prompts for generation, keeping each prompt's last `max_length` tokens."""
     ids = [tokenizer(p, add_special_tokens=True).input_ids[-max_length:] for p in prompts]
-    return _left_padded(tokenizer, ids)
+    return left_padded(tokenizer, ids)
