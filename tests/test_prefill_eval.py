@@ -12,7 +12,7 @@ import mhmoe
 from mhmoe.cl.evaluate import evaluate_stream, evaluate_task, score_task
 from mhmoe.cl.loss import answer_nll_per_example
 from mhmoe.cl.option_scoring import most_likely, option_nll
-from mhmoe.cl.prefill_eval import evaluate_batch, shares_prefill
+from mhmoe.cl.prefill_eval import SHARED_HEAD_MIN, _shared_head, evaluate_batch, shares_prefill
 from mhmoe.data.collate import training_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.models import TINY_FAMILIES, tiny_model, tiny_tokenizer
@@ -21,17 +21,21 @@ from mhmoe.settings import EvalSettings
 WORDS = ["the", "a", "of", "1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "A", "B", "C"]
 
 
+HEADER = "Task: copy the letters\n"
+
+
 def tasks(seed: int = 0) -> list[Task]:
-    """Two tasks with prompts of very different lengths (so batches pad) and answers of one to three words."""
+    """Two tasks with prompts of very different lengths (so batches pad) and answers of one to three words; the
+    second's prompts share a header (computed once per batch where the model allows)."""
     rng = torch.Generator().manual_seed(seed)
 
     def text(n: int) -> str:
         return " ".join(WORDS[int(i)] for i in torch.randint(len(WORDS), (n,), generator=rng))
 
     made = []
-    for name, scorer in (("short", "accuracy"), ("long", "exact_match")):
+    for name, scorer, head in (("short", "accuracy", ""), ("long", "exact_match", HEADER)):
         lengths = torch.randint(2, 40, (11,), generator=rng).tolist()
-        test = [Example(text(n) + " Answer:", text(1 + i % 3)) for i, n in enumerate(lengths)]
+        test = [Example(head + text(n) + " Answer:", text(1 + i % 3)) for i, n in enumerate(lengths)]
         made.append(Task(name, scorer, 4, {"train": test[:2], "test": test}, options=["A", "B", "C", "1 2"]))
     return made
 
@@ -72,6 +76,19 @@ def test_one_prefill_gives_the_two_pass_results(family, scoring):
     assert shared.losses != pytest.approx([0.0, 0.0])
 
 
+@pytest.mark.parametrize("family", sorted(TINY_FAMILIES))
+def test_each_examples_answer_nll_is_the_teacher_forced_one(family):
+    """Per example, not only per task: the bare model, prompts sharing a header (computed once where allowed)."""
+    tokenizer, model = tiny_tokenizer(), tiny_model(family, vocab=256)
+    for task in tasks():
+        examples = task.split("test")[:6]
+        found = evaluate_batch(model, tokenizer, examples, max_new_tokens=2, max_prompt_tokens=512, max_length=128)
+        with torch.no_grad():
+            nll, counts = answer_nll_per_example(model, training_batch(tokenizer, examples, 128))
+        assert found.nll.tolist() == pytest.approx(nll.tolist(), rel=1e-6)
+        assert found.counts.tolist() == counts.tolist()
+
+
 def test_predictions_are_the_two_pass_ones_in_the_splits_order():
     tokenizer, model = tiny_tokenizer(), routed_model("llama")
     task = tasks()[1]
@@ -109,6 +126,14 @@ def test_a_stream_whose_limits_cut_prompts_still_matches_the_two_passes(scoring)
                                  max_length=14)  # fmt: skip
     assert shared.scores == two_pass.scores
     assert shared.losses == pytest.approx(two_pass.losses, rel=1e-5)
+
+
+def test_a_header_every_prompt_shares_is_computed_once_except_under_sliding_windows():
+    tokenizer = tiny_tokenizer()
+    short, long = ([tokenizer(e.prompt).input_ids for e in t.split("test")[:4]] for t in tasks())
+    assert _shared_head(tiny_model("llama"), long) >= SHARED_HEAD_MIN  # so the family tests above cover it
+    assert _shared_head(tiny_model("llama"), short) == 0
+    assert _shared_head(tiny_model("gemma3_text"), long) == 0
 
 
 def test_a_model_with_task_identity_keeps_two_passes():

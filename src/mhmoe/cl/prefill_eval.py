@@ -92,6 +92,48 @@ def _prompts(tokenizer, examples, gold, options, max_prompt_tokens: int, max_len
     return cut, gold_fits and all(len(c) == len(p) for c, p in zip(cut, whole, strict=True))
 
 
+SHARED_HEAD_MIN = 8
+"""The fewest leading tokens common to a batch's prompts worth computing once for the whole batch."""
+
+
+def _shared_head(model: nn.Module, prompts: list[list[int]]) -> int:
+    """How many leading tokens every prompt of the batch shares (a benchmark's task header, instruction and
+    options), leaving each at least two of its own; 0 when too few to pay, or under sliding-window attention,
+    where the gap the shared layout leaves between head and body would change which columns a window holds."""
+    config = model.config.get_text_config()
+    types = getattr(config, "layer_types", None) or []
+    if any("sliding" in t for t in types) or getattr(config, "sliding_window", None) is not None:
+        return 0
+    limit, head = min(map(len, prompts)) - 2, 0
+    while head < limit and all(p[head] == prompts[0][head] for p in prompts):
+        head += 1
+    return head if head >= SHARED_HEAD_MIN else 0
+
+
+def _prefill(model: nn.Module, tokenizer, prompts: list[list[int]], device) -> tuple[dict, object]:
+    """The batch's prompt layout and a KV cache of all but its last column.
+
+    Left-padded prompts, except that a head all prompts share is computed once (batch 1), repeated to the batch
+    and placed first: head, padding, then each prompt's own tokens ending at the last column. The attention mask
+    hides the gap and the position ids run on across it, so every token sees what it sees left-padded.
+    """
+    from transformers import DynamicCache
+
+    cache, head, rows = DynamicCache(config=model.config), _shared_head(model, prompts), len(prompts)
+    body = left_padded(tokenizer, [p[head:] for p in prompts])
+    ids = torch.cat([torch.tensor(prompts[0][:head], dtype=torch.long).repeat(rows, 1), body["input_ids"]], dim=1)
+    mask = torch.cat([torch.ones(rows, head, dtype=torch.long), body["attention_mask"]], dim=1)
+    prompt = {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+    prompt = {k: v.to(device) for k, v in prompt.items()}
+    step = {"use_cache": True, cache_keyword(model): cache}
+    if head:
+        model(**{k: v[:1, :head] for k, v in prompt.items()}, **step)
+        cache.batch_repeat_interleave(len(prompts))
+    body_columns = {k: v[:, head:-1] for k, v in prompt.items() if k != "attention_mask"}
+    model(**body_columns, attention_mask=prompt["attention_mask"][:, :-1], **step)  # the mask spans the cache too
+    return prompt, cache
+
+
 @torch.no_grad()
 def evaluate_batch(
     model: nn.Module,
@@ -105,17 +147,13 @@ def evaluate_batch(
 ) -> BatchEval | None:
     """Predictions (greedy generations, or with `options` each example's most likely option) and the reference
     answers' NLL from one prefill; None where that would not be exact (see the module's note)."""
-    from transformers import DynamicCache
-
     gold = [answer_ids(tokenizer, e.answer) for e in examples]
     option_ids = [answer_ids(tokenizer, option) for option in options] if options is not None else None
     prompts, gold_continues = _prompts(tokenizer, examples, gold, option_ids, max_prompt_tokens, max_length)
     if prompts is None or min(map(len, prompts)) < 2:
         return None
     device, pad = next(model.parameters()).device, tokenizer.pad_token_id
-    prompt = {k: v.to(device) for k, v in left_padded(tokenizer, prompts).items()}
-    cache = DynamicCache(config=model.config)
-    model(**{k: v[:, :-1] for k, v in prompt.items()}, use_cache=True, **{cache_keyword(model): cache})
+    prompt, cache = _prefill(model, tokenizer, prompts, device)
     last = prompt["input_ids"][:, -1].cpu()
     if gold_continues:
         nll, counts = _continuation_nll(model, cache, prompt, last, gold, pad)
