@@ -59,3 +59,34 @@ def test_cl_sample_needs_no_data_dir_and_says_one_is_ignored():
     assert "ignored by 'cl_sample'" in DataSettings(benchmark="cl_sample", data_dir="x").ignored()[0]
     with pytest.raises(ConfigError, match="'benchmark' must be one of"):
         DataSettings(benchmark="cl-sample")
+
+
+PEOPLE = {"Company": "A", "Educational Institution": "B", "Artist": "C", "Athlete": "D"}
+
+
+def test_a_derived_task_keeps_the_mapped_labels_records_answered_by_the_mapped_words():
+    derived = {"people": {"dataset": "dbpedia", "labels": PEOPLE}}
+    (task,) = load_tasks(DataSettings(benchmark="cl_sample", order=["people"], derived_tasks=derived), seed=0)
+    source = pq.read_table(SAMPLE_ROOT / "TC" / "dbpedia" / "test.parquet").to_pylist()
+    kept = [row for row in source if row["label"] in PEOPLE]
+    examples = task.split("test")
+    assert task.options == ["A", "B", "C", "D"] and len(examples) == len(kept) > 20
+    for example, row in zip(examples, kept, strict=True):  # source order kept
+        assert example.answer == PEOPLE[row["label"]] == example.features["label"]
+        assert example.features["source_label"] == row["label"]
+        assert example.prompt.startswith("Task:TC\nDataset:people\n") and "Option: A, B, C, D \n" in example.prompt
+        assert row["sentence"] in example.prompt
+
+
+def test_a_derived_task_naming_an_unknown_label_or_malformed_is_refused_in_one_line():
+    from mhmoe.data.trace import DataError
+
+    derived = {"people": {"dataset": "dbpedia", "labels": {**PEOPLE, "Painter": "E"}}}
+    with pytest.raises(DataError, match=r"derived_tasks.people.labels: 'Painter' is not a label of dbpedia"):
+        load_tasks(DataSettings(benchmark="cl_sample", order=["people"], derived_tasks=derived), seed=0)
+    for bad in ({"dataset": "dbpedia"}, {"dataset": "dbpedia", "labels": {}}, {"dataset": 3, "labels": PEOPLE},
+                {"dataset": "dbpedia", "labels": {"Company": 1}}):  # fmt: skip
+        with pytest.raises(ConfigError, match="derived_tasks.people"):
+            DataSettings(benchmark="cl_sample", derived_tasks={"people": bad})
+    assert "derived_tasks is read by the CL Benchmark only" in DataSettings(derived_tasks={"x": {
+        "dataset": "dbpedia", "labels": PEOPLE}}).ignored()[0]  # fmt: skip

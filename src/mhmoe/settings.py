@@ -53,6 +53,23 @@ class ModelSettings:
 BENCHMARKS = ("builtin", "trace", "cl_benchmark", "cl_sample")
 
 
+def check_derived_tasks(derived: dict[str, Any]) -> None:
+    """Each derived task is {dataset: str, labels: a non-empty mapping of strings to strings}."""
+    for name, spec in derived.items():
+        where = f"data config: field 'derived_tasks.{name}'"
+        if not isinstance(spec, dict) or sorted(spec) != ["dataset", "labels"]:
+            raise ConfigError(f"{where} must be a mapping with exactly 'dataset' and 'labels', got {spec!r}")
+        if not isinstance(spec["dataset"], str) or not spec["dataset"]:
+            raise ConfigError(f"{where}.dataset must be a dataset name, got {spec['dataset']!r}")
+        labels = spec["labels"]
+        if (
+            not isinstance(labels, dict)
+            or not labels
+            or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in labels.items())
+        ):
+            raise ConfigError(f"{where}.labels must map the dataset's labels to answer words, got {labels!r}")
+
+
 @dataclass
 class DataSettings:
     benchmark: str = "builtin"
@@ -66,6 +83,10 @@ class DataSettings:
     data_dir/../configs."""
     order: list[str] | None = None
     """Task names in stream order; empty means the benchmark's default order."""
+    derived_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """CL Benchmark: tasks cut from a dataset, name -> {dataset: its dataset, labels: {label: answer word}}: the
+    records of those labels, answered by the mapped words (e.g. two 4-way tasks from dbpedia's 14 topics, both
+    answered A-D). Name them in `order`."""
     train_size: int = 256
     """Built-in benchmark: training examples per task."""
     test_size: int = 48
@@ -89,6 +110,7 @@ class DataSettings:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 check_int("data", name, getattr(self, name))
+        check_derived_tasks(self.derived_tasks)
         try:
             codecs.lookup(self.encoding)
         except (LookupError, TypeError):
@@ -112,6 +134,8 @@ class DataSettings:
             notes.append("data.data_dir and data.encoding are ignored by the built-in benchmark (it writes its own)")
         if self.benchmark == "cl_sample" and self.data_dir:
             notes.append("data.data_dir is ignored by 'cl_sample' (the package's own sample); use 'cl_benchmark'")
+        if self.benchmark not in ("cl_benchmark", "cl_sample") and self.derived_tasks:
+            notes.append(f"data.derived_tasks is read by the CL Benchmark only and is ignored with '{self.benchmark}'")
         if self.benchmark != "cl_benchmark" and self.instruction_file:
             notes.append(
                 f"data.instruction_file is read by the CL Benchmark only and is ignored with '{self.benchmark}'"

@@ -109,9 +109,10 @@ def cl_prompt(family: str, dataset: str, instruction: str, labels: list[str], se
     return f"{head}{instruction}Option: {', '.join(labels)} \n{sentence}\nAnswer:"
 
 
-def _examples(
-    folder: Path, stem: str, family: str, dataset: str, instruction: str, labels: list[str], encoding: str
-) -> list[Example]:
+def _examples(folder: Path, stem: str, family: str, task: str, instruction: str, answers: dict[str, str] | None,
+              options: list[str], encoding: str) -> list[Example]:  # fmt: skip
+    """The split's records as examples; with `answers` (a derived task) only those whose label it maps, each
+    answered by its mapped label."""
     try:
         path = split_file(folder, stem)
         records = read_records(path, encoding)
@@ -122,9 +123,31 @@ def _examples(
         for key in ("sentence", "label"):
             if not isinstance(record.get(key), str):
                 raise DataError(f"{path}: record {index} needs a '{key}' string")
-        prompt = cl_prompt(family, dataset, instruction, labels, record["sentence"])
-        examples.append(Example(prompt, record["label"], {"label": record["label"], "family": family}))
+        if answers is not None and record["label"] not in answers:
+            continue
+        features = {"label": record["label"], "family": family}
+        if answers is not None:
+            features = {"label": answers[record["label"]], "family": family, "source_label": record["label"]}
+        prompt = cl_prompt(family, task, instruction, options, record["sentence"])
+        examples.append(Example(prompt, features["label"], features))
     return examples
+
+
+def _task_source(root: Path, name: str, derived: dict[str, dict]) -> tuple:
+    """(family, folder, label map or None, options) of a dataset or of a task derived from one."""
+    if name not in derived:
+        family, folder = dataset_folder(root, name)
+        return family, folder, None, read_labels(folder)
+    spec = derived[name]
+    family, folder = dataset_folder(root, spec["dataset"])
+    source = read_labels(folder)
+    for label in spec["labels"]:
+        if label not in source:
+            raise DataError(
+                f"data.derived_tasks.{name}.labels: '{label}' is not a label of {spec['dataset']} "
+                f"({folder / 'labels.json'}: {', '.join(source)})"
+            )
+    return family, folder, dict(spec["labels"]), list(dict.fromkeys(spec["labels"].values()))
 
 
 def load_cl_stream(
@@ -135,8 +158,14 @@ def load_cl_stream(
     limits: dict[str, int | None] | None = None,
     seed: int = 0,
     encoding: str = "utf-8",
+    derived: dict[str, dict] | None = None,
 ) -> list[Task]:
-    """Every dataset of `order` as a task, validated before any is used; `limits` caps splits (seeded samples)."""
+    """Every task of `order` as a task, validated before any is used; `limits` caps splits (seeded samples).
+
+    A task is a dataset, or a task `derived` from one: {"dataset": name, "labels": {source label: answer}} keeps
+    the records of those labels, answered by the mapped words, with the mapped words as the prompt's options and
+    the task's own name as its "Dataset:" line.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
@@ -146,13 +175,13 @@ def load_cl_stream(
     instructions = read_instructions(instructions_path)
     tasks = []
     for name in order:
-        family, folder = dataset_folder(root, name)
+        family, folder, answers, options = _task_source(root, name, derived or {})
         if family not in instructions and family not in NO_OPTIONS:
             raise DataError(f"{instructions_path}: no instruction for family '{family}' (dataset '{name}')")
-        labels = read_labels(folder)
         splits = {}
         for split, stem in SPLIT_FILES.items():
-            examples = _examples(folder, stem, family, name, instructions.get(family, ""), labels, encoding)
+            instruction = instructions.get(family, "")
+            examples = _examples(folder, stem, family, name, instruction, answers, options, encoding)
             splits[split] = capped(examples, (limits or {}).get(split), seed)
-        tasks.append(Task(name, SCORER, MAX_NEW_TOKENS, splits, options=labels))
+        tasks.append(Task(name, SCORER, MAX_NEW_TOKENS, splits, options=options))
     return tasks

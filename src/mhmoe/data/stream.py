@@ -43,6 +43,7 @@ def load_tasks(settings: DataSettings, seed: int) -> list[Task]:
             limits=limits,
             seed=seed,
             encoding=settings.encoding,
+            derived=settings.derived_tasks,
         )
     sizes = {"train": settings.train_size, "eval": EVAL_SIZE, "test": settings.test_size}
     with tempfile.TemporaryDirectory(prefix="mhmoe-builtin-") as root:
