@@ -259,6 +259,19 @@ def test_a_run_over_seeds_is_analysed_seed_by_seed(tmp_path):
     assert figure["n"] == 2 and len(figure["values"]) == 2 and figure["low"] <= figure["mean"] <= figure["high"]
     report = (run_dir / "report.md").read_text()
     assert report.count("## Analysis") == 1 and "| figure | mean | 95% interval | per seed |" in report
+    assert all(n in summary["dropped"] for n in summary["per_seed"]["0"] if n not in summary["figures"])
+    # A value lost in one seed is counted and named, never dropped in silence
+    own = json.loads((run_dir / "seed-0" / "analysis" / "analysis.json").read_text())
+    own["routes"]["mhmoe"]["n_eff"][0]["path"]["plug_in"]["observed"] = None
+    dropped, name = {}, "mhmoe: plug-in N_eff (eq. 9), path-wise"
+    figures = across_seeds.headline(own, dropped)
+    assert name not in figures
+    assert dropped[name] == "1 of 1 layer values undefined or not finite; undefined, left out"
+    other = json.loads((run_dir / "seed-1" / "analysis" / "analysis.json").read_text())
+    per_seed = {0: figures, 1: across_seeds.headline(other)}
+    assert across_seeds.missing(per_seed) == {name: "missing in seed(s) 0, left out"}
+    section = across_seeds.report_section([0, 1], across_seeds.summarise(per_seed), {}, {name: ["seed 0: lost"]})
+    assert f"Left out:\n- {name}: seed 0: lost." in section
 
 
 FEW = [

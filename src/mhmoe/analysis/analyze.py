@@ -257,20 +257,24 @@ def analyze_seeds(run_dir: Path, results: dict, overrides: list[str] | None, *, 
     """Analyse every seed folder (seed-<s>/) of a multi-seed run, then write RUN_DIR/analysis/analysis.json and
     the top report's analysis section with each headline figure's interval over seeds."""
     seeds = [int(seed) for seed in results["seeds"]]
-    per_seed, skipped = {}, {}
+    per_seed, skipped, dropped = {}, {}, {}
     for seed in seeds:
         folder = analyze(run_dir / f"seed-{seed}", overrides, progress=progress)
         analysis = json.loads((folder / "analysis.json").read_text(encoding="utf-8"))
-        per_seed[seed] = across_seeds.headline(analysis)
+        seed_dropped: dict[str, str] = {}
+        per_seed[seed] = across_seeds.headline(analysis, seed_dropped)
+        for name, note in seed_dropped.items():
+            dropped.setdefault(name, []).append(f"seed {seed}: {note}")
         skipped.update(analysis["skipped"])  # the same methods in every seed: the run's config decides
     figures = across_seeds.summarise(per_seed)
+    for name, note in across_seeds.missing(per_seed).items():
+        dropped.setdefault(name, []).append(note)
     out = run_dir / "analysis"
     if process_state().is_main_process:
         out.mkdir(exist_ok=True)
-        write_json(
-            out / "analysis.json", {"seeds": seeds, "figures": figures, "skipped": skipped, "per_seed": per_seed}
-        )
-        append_report(run_dir / "report.md", across_seeds.report_section(seeds, figures, skipped))
+        found = {"seeds": seeds, "figures": figures, "skipped": skipped, "per_seed": per_seed, "dropped": dropped}
+        write_json(out / "analysis.json", found)
+        append_report(run_dir / "report.md", across_seeds.report_section(seeds, figures, skipped, dropped))
     process_state().wait_for_everyone()
     return out
 
