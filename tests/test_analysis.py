@@ -3,6 +3,7 @@ and `mhmoe analyze` end to end on a finished tiny run."""
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -149,6 +150,14 @@ TINY = [
 SMALL = ["analysis.examples_per_task=12", "analysis.probe_tokens=400", "analysis.gradient_tokens=200"]
 
 
+def analyze_copy(run_dir, tmp_path, extra: list[str]) -> dict:
+    """The analysis.json of a copy of `run_dir` analysed with `extra` settings (the fixture's run stays as is)."""
+    copied = tmp_path / "copy"
+    shutil.copytree(run_dir, copied)
+    analyze(copied, [*SMALL, "analysis.max_layers=2", *extra], progress=False)
+    return json.loads((copied / "analysis" / "analysis.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def analysed_run(tmp_path_factory):
     run_dir = run(load_config(None, [*TINY, f"output_dir={tmp_path_factory.mktemp('runs')}", "name=a"]))
@@ -210,10 +219,30 @@ def test_gradient_pass_keeps_only_sampled_tokens_and_skips_empty_batches(setup):
     torch.testing.assert_close(some[module][1], everything[module][1][:2])
 
 
-def test_attribution_equals_losses_under_the_saved_adapters(analysed_run):
-    # A[j][i] = mean token loss of task i's test examples under the adapter after task j minus after task j-1,
-    # computed here one unpadded example at a time from the saved adapters.
+def test_attribution_is_the_change_of_the_runs_loss_matrix(analysed_run):
+    # One forgetting: A[j][i] (answer tokens, every test example analysed) = L[j][i] - L[j-1][i] of the run,
+    # whose L the evaluation computed its own way (one prefill per batch, other batches and order).
     analysis = json.loads((analysed_run / "analysis" / "analysis.json").read_text())
+    results = json.loads((analysed_run / "results.json").read_text())
+    config = load_config(analysed_run / "config.yaml", [])
+    assert config.data.test_size <= 12  # SMALL's analysis.examples_per_task: every test example is analysed
+    for method in ("loramoe", "mhmoe"):
+        got, loss = analysis["routes"][method]["attribution"]["A"], results["methods"][method]["L"]
+        for j in range(len(loss)):
+            for i in range(len(loss)):
+                if i >= j:
+                    assert got[j][i] is None
+                else:
+                    assert got[j][i] == pytest.approx(loss[j][i] - loss[j - 1][i], rel=1e-4, abs=1e-5)
+        section = analysis["routes"][method]
+        assert section["old_loss_after"] - section["old_loss_before"] != 0
+        assert section["forgetting_tokens"].startswith("answer: ")
+
+
+def test_all_token_attribution_equals_losses_under_the_saved_adapters(analysed_run, tmp_path):
+    # With forgetting_tokens 'all': A[j][i] = mean token loss (prompt and answer) of task i's test examples under
+    # the adapter after task j minus after task j-1, computed here one unpadded example at a time.
+    analysis = analyze_copy(analysed_run, tmp_path, ["analysis.forgetting_tokens=all"])
     config = load_config(analysed_run / "config.yaml", [])
     tasks = load_tasks(config.data, config.seed)
     module = "model.layers.0.mlp.up_proj"

@@ -286,6 +286,9 @@ class AnalysisSettings:
     forgetting_split: str = "test"
     """Whose tokens N_eff, route-wise forgetting and attribution read: the tasks' held-out 'test' examples,
     or 'train' (the examples the adapters were trained on)."""
+    forgetting_tokens: str = "answer"
+    """Whose losses route-wise forgetting and attribution measure: 'answer' (the answer tokens, the forgetting
+    the loss matrix L and loss-BWT report) or 'all' (every next-token loss, prompt included)."""
     bins: int = 4
     """Equal-mass N_eff bins for route-wise forgetting."""
     min_route_tokens: int = 5
@@ -302,6 +305,10 @@ class AnalysisSettings:
         check_int("analysis", "gradient_sketch", self.gradient_sketch, minimum=0)
         if not 0 < self.test_share < 1:
             raise ConfigError(f"analysis config: field 'test_share' must be in (0, 1), got {self.test_share!r}")
+        if self.forgetting_tokens not in ("answer", "all"):
+            raise ConfigError(
+                f"analysis config: field 'forgetting_tokens' must be 'answer' or 'all', got {self.forgetting_tokens!r}"
+            )
         if self.forgetting_split not in ("test", "train"):
             raise ConfigError(
                 f"analysis config: field 'forgetting_split' must be 'test' or 'train', got {self.forgetting_split!r}"

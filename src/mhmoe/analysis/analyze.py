@@ -120,6 +120,12 @@ def n_eff_section(chosen: np.ndarray, compositions: np.ndarray, s: AnalysisSetti
     return {"path": path.summary(), "per_head": mean_comparison(heads).summary()}
 
 
+def measured_tokens(table: TokenTable, s: AnalysisSettings) -> np.ndarray:
+    """Which tokens' losses measure forgetting: the answer tokens' (the loss matrix's), or with
+    analysis.forgetting_tokens 'all' every token's."""
+    return table.answer if s.forgetting_tokens == "answer" else np.ones(len(table), dtype=bool)
+
+
 def route_section(
     routes: dict[str, np.ndarray],
     loss_before: np.ndarray,
@@ -129,25 +135,26 @@ def route_section(
     s: AnalysisSettings,
     seed: int,
 ) -> dict[str, Any]:
-    """N_eff per layer and route-wise forgetting of one MoE method, on the old-task tokens.
+    """N_eff per layer of one MoE method on the old-task tokens, and route-wise forgetting on those of them
+    whose losses measure forgetting (`measured_tokens`: the answer tokens by default, as the loss matrix).
 
     routes: each module's (T, H, k) choices under the adapter before the last task; losses before and after
     it; `compositions` holds every token's composition id (table.compositions(), computed once).
     """
     old = table.values["task"] < len(table.names["task"]) - 1
-    compositions = compositions[old]
-    layers, keys = [], []
+    lost = old & measured_tokens(table, s)  # the tokens whose loss change is the forgetting measured
+    layers, keys, count = [], [], int(lost.sum())
     for index, name in enumerate(routes):
-        chosen = np.sort(routes[name][old], axis=-1)  # top-k as a set per head
-        layers.append(n_eff_section(chosen, compositions, s, seed))
-        keys.append(np.concatenate([np.full((len(chosen), 1), index), chosen.reshape(len(chosen), -1)], axis=1))
+        chosen = np.sort(routes[name], axis=-1)  # top-k as a set per head
+        layers.append(n_eff_section(chosen[old], compositions[old], s, seed))
+        keys.append(np.concatenate([np.full((count, 1), index), chosen[lost].reshape(count, -1)], axis=1))
     copies = len(routes)  # routes are pooled across modules, so each token appears once per module
     forgetting = route_forgetting(
         np.concatenate(keys),
-        np.tile(compositions, copies),
-        np.tile(loss_before[old], copies),
-        np.tile(loss_after[old], copies),
-        np.tile(table.example[old], copies),
+        np.tile(compositions[lost], copies),
+        np.tile(loss_before[lost], copies),
+        np.tile(loss_after[lost], copies),
+        np.tile(table.example[lost], copies),
         bins=s.bins,
         min_tokens=s.min_route_tokens,
         draws=s.bootstrap,
@@ -156,11 +163,12 @@ def route_section(
     c = forgetting.correlation
     return {
         "old_tokens": int(old.sum()),
+        "forgetting_tokens": f"{s.forgetting_tokens}: {count} of the old tasks' tokens",
         "old_examples": len(np.unique(table.example[old])),
         "heads": int(next(iter(routes.values())).shape[1]),
         "n_eff": layers,
-        "old_loss_before": float(loss_before[old].mean()),
-        "old_loss_after": float(loss_after[old].mean()),
+        "old_loss_before": float(loss_before[lost].mean()),
+        "old_loss_after": float(loss_after[lost].mean()),
         "bin_n_eff": forgetting.bin_n_eff.tolist(),
         "bin_mean": forgetting.bin_mean.tolist(),
         "bin_se": forgetting.bin_se.tolist(),
@@ -216,7 +224,7 @@ def method_section(
     compositions = table.compositions()
     section = route_section(routes[-2], losses[-2], losses[-1], table, compositions, s, seed)
     names = [f"layer {layer_number(m)}" for m in modules]
-    section["attribution"] = attribution(losses, routes[:-1], table.values["task"], names)
+    section["attribution"] = attribution(losses, routes[:-1], table.values["task"], names, measured_tokens(table, s))
     return {"before": folders[-2].name, "after": folders[-1].name, **section}
 
 

@@ -1,6 +1,7 @@
 """Forgetting attribution for every pair of tasks: which training step damaged which task, through which routes.
 
-With L_i(a) the mean next-token loss of task i's analysed tokens under the adapter saved after task a,
+With L_i(a) the mean loss of task i's analysed tokens under the adapter saved after task a (by default its
+answer tokens, so L_i(a) is the loss matrix's L[a][i] on the analysed examples),
 
     A[j][i] = L_i(j) - L_i(j - 1),        i < j
 
@@ -37,21 +38,24 @@ def attribution(
     routes: list[dict[str, np.ndarray]],
     task: np.ndarray,
     names: list[str],
+    measured: np.ndarray | None = None,
     *,
     top: int = 3,
 ) -> dict[str, Any]:
     """A[j][i] (None where i >= j) and, per pair, the routes carrying most of it at each analysed module.
 
     losses[a]: every token's loss under the adapter after task a; routes[a]: each module's (T, H, k) choices
-    under that adapter (for a < n - 1); task: each token's task index; names: a display name per module.
+    under that adapter (for a < n - 1); task: each token's task index; names: a display name per module;
+    measured: the tokens whose losses count (the answer tokens, as L), default all.
     """
+    measured = np.ones(len(task), dtype=bool) if measured is None else measured
     n = len(losses)
     total: list[list[float | None]] = [[None] * n for _ in range(n)]
     carriers: dict[str, list[dict[str, Any]]] = {}
     for j in range(1, n):
         change = losses[j] - losses[j - 1]
         for i in range(j):
-            on = task == i
+            on = (task == i) & measured
             if not on.any():
                 continue
             total[j][i] = float(change[on].mean())

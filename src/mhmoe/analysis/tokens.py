@@ -7,7 +7,8 @@ one value per question, do not become a label).
 
 Every token with a next token counts (prompt and answer, padding excluded), in the row-major order of the
 left-padded batches the recorders run, so index t means the same token everywhere. A composition is the
-tuple of a token's four feature values.
+tuple of a token's four feature values. `answer` marks the tokens whose next token is an answer token: their
+losses are the ones the loss matrix L averages.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from mhmoe.data.collate import training_batch
+from mhmoe.data.collate import IGNORE, training_batch
 from mhmoe.data.trace import Example, Task
 
 FEATURES = ("task", "label", "frequency", "position")
@@ -38,6 +39,8 @@ class TokenTable:
     """Per feature, the name of each value index."""
     example: np.ndarray
     """Each token's example: its index in the analysed examples (the independent unit)."""
+    answer: np.ndarray
+    """Whether each token's next token is an answer token: its loss is one the loss matrix L averages."""
 
     def __len__(self) -> int:
         return len(self.values["task"])
@@ -119,13 +122,16 @@ def token_table(
     (per task) lets accuracy-scored tasks without a label field take their answer as the label."""
     labels = example_labels(examples, scorers)
     label_names = sorted(set(labels))
-    task, label, ids, position, example = [], [], [], [], []
+    task, label, ids, position, example, answer = [], [], [], [], [], []
     row = 0
     for batch in batches:
         mask = token_mask(batch)
         lengths = mask.sum(dim=1)
+        predicts_answer = torch.zeros_like(mask)
+        predicts_answer[:, :-1] = batch["labels"][:, 1:] != IGNORE
         for b in range(mask.shape[0]):
             n = int(lengths[b])
+            answer += predicts_answer[b][mask[b]].tolist()
             task += [int(batch["task"][b])] * n
             label += [label_names.index(labels[row])] * n
             ids += batch["input_ids"][b][mask[b]].tolist()
@@ -148,4 +154,5 @@ def token_table(
             "position": [f"{i}/{position_buckets}" for i in range(position_buckets)],
         },
         example=np.array(example),
+        answer=np.array(answer, dtype=bool),
     )
