@@ -289,6 +289,9 @@ class AnalysisSettings:
     forgetting_tokens: str = "answer"
     """Whose losses route-wise forgetting and attribution measure: 'answer' (the answer tokens, the forgetting
     the loss matrix L and loss-BWT report) or 'all' (every next-token loss, prompt included)."""
+    causal_modules: int = 2
+    """Analysed MoE modules (evenly spaced) whose experts are put back to before each task one at a time for the
+    causal attribution: one pass over the old task's examples per expert and task pair; 0 skips it."""
     bins: int = 4
     """Equal-mass N_eff bins for route-wise forgetting."""
     min_route_tokens: int = 5
@@ -303,6 +306,7 @@ class AnalysisSettings:
             check_int("analysis", name, getattr(self, name), minimum=2)
         check_int("analysis", "min_route_tokens", self.min_route_tokens)
         check_int("analysis", "gradient_sketch", self.gradient_sketch, minimum=0)
+        check_int("analysis", "causal_modules", self.causal_modules, minimum=0)
         if not 0 < self.test_share < 1:
             raise ConfigError(f"analysis config: field 'test_share' must be in (0, 1), got {self.test_share!r}")
         if self.forgetting_tokens not in ("answer", "all"):

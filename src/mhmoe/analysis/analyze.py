@@ -26,6 +26,7 @@ from torch import nn
 from mhmoe.adapters import KINDS
 from mhmoe.analysis import across_conditions, across_seeds
 from mhmoe.analysis.attribution import attribution
+from mhmoe.analysis.causal import causal_attribution
 from mhmoe.analysis.compositions import against_null, mean_comparison
 from mhmoe.analysis.forgetting import route_forgetting
 from mhmoe.analysis.gradients import composition_cosines, gradient_gram
@@ -225,6 +226,9 @@ def method_section(
     section = route_section(routes[-2], losses[-2], losses[-1], table, compositions, s, seed)
     names = [f"layer {layer_number(m)}" for m in modules]
     section["attribution"] = attribution(losses, routes[:-1], table.values["task"], names, measured_tokens(table, s))
+    picks = np.unique(np.linspace(0, len(modules) - 1, min(s.causal_modules, len(modules))).round().astype(int))
+    chosen = [modules[i] for i in picks] if s.causal_modules else []
+    section["causal_attribution"] = causal_attribution(model, folders, batches, chosen) if chosen else {}
     return {"before": folders[-2].name, "after": folders[-1].name, **section}
 
 

@@ -136,7 +136,8 @@ def _verdict_forgetting(method: str, r: dict[str, Any]) -> str:
 
 
 def _verdict_attribution(method: str, r: dict[str, Any], tasks: list[str]) -> list[str]:
-    """One line per pair of tasks whose loss rose: A[j][i] and the route carrying most of it."""
+    """One line per pair of tasks whose loss rose: A[j][i] and the route most of the damaged tokens' loss change
+    sits on (where the damaged tokens were routed, not which expert's update did it: see _verdict_causal)."""
     a, carriers = r["attribution"]["A"], r["attribution"]["routes"]
     lines = []
     for j, row in enumerate(a):
@@ -145,11 +146,28 @@ def _verdict_attribution(method: str, r: dict[str, Any], tasks: list[str]) -> li
                 continue
             top = max(carriers[f"{j},{i}"], key=lambda c: c["term"])
             lines.append(
-                f"  - training {tasks[j]} raised {tasks[i]}'s loss by {value:.3f}; most of it through {top['module']} "
-                f"route {top['route']} ({top['term']:+.3f}, {top['term'] / value:.0%} of it, {top['tokens']} tokens)"
+                f"  - training {tasks[j]} raised {tasks[i]}'s loss by {value:.3f}; the damaged tokens that "
+                f"{top['module']} sent down route {top['route']} hold {top['term']:+.3f} of it "
+                f"({top['term'] / value:.0%}, {top['tokens']} tokens)"
             )
-    head = f"- **Which training step damaged which task, through which routes ({method})?**"
-    return [head + (" No task's loss rose." if not lines else ""), *lines]
+    head = f"- **Which training step damaged which task, and where were the damaged tokens routed ({method})?**"
+    return [head + (" No task's loss rose." if not lines else ""), *lines, *_verdict_causal(r, tasks)]
+
+
+def _verdict_causal(r: dict[str, Any], tasks: list[str]) -> list[str]:
+    """Per pair of tasks, the expert whose update, put back alone, explains most of the change (causal.py)."""
+    lines = []
+    for pair, c in r.get("causal_attribution", {}).items():
+        j, i = (int(x) for x in pair.split(","))
+        top = c["top"][0]
+        share = f" ({c['sum_of_effects'] / c['total']:.0%} of it)" if c["total"] else ""
+        lines.append(
+            f"  - cause, {tasks[j]} on {tasks[i]}: putting back {top['module']} head {top['head']} expert "
+            f"{top['expert']} alone to before {tasks[j]} changes the answer loss by {-top['effect']:+.3f} "
+            f"(se {top['se']:.3f}) of the {c['total']:+.3f} rise; every put-back expert's effects sum to "
+            f"{c['sum_of_effects']:+.3f}{share}"
+        )
+    return lines
 
 
 def skipped_lines(skipped: dict[str, str], where: str = "") -> list[str]:
@@ -166,7 +184,8 @@ def report_section(analysis: dict[str, Any], pictures: dict[str, Path], folder: 
         f"({', '.join(FEATURES)}), layers {analysis['layers']}, {analysis['heads']} head slices. "
         f"Probes (split by example), head shares and gradient cosines (exact per-token gradients of "
         f"{analysis['gradient_tokens']} tokens) read the frozen base model on training examples; N_eff, "
-        f"route-wise forgetting and the attribution read the {analysis['settings']['forgetting_split']} examples.",
+        f"route-wise forgetting and the attribution read the {analysis['settings']['forgetting_split']} examples "
+        f"({analysis['settings'].get('forgetting_tokens', 'all')} tokens' losses).",
         "",
     ]
     for feature, rows in analysis["probes"].items():
