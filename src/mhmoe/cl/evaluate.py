@@ -18,7 +18,7 @@ from mhmoe.adapters.task_identity import known_task
 from mhmoe.cl.eval_mode import evaluating
 from mhmoe.cl.loss import answer_nll_batches, answer_nll_per_example
 from mhmoe.cl.option_scoring import most_likely, option_choices, option_nll, task_options
-from mhmoe.cl.prefill_eval import BatchEval, evaluate_batch, shares_prefill
+from mhmoe.cl.prefill_eval import BatchEval, evaluate_batch, greedy_continuations, shares_prefill
 from mhmoe.data.collate import prompt_batch, training_batch
 from mhmoe.data.trace import Example, Task
 from mhmoe.distributed import map_shared
@@ -45,18 +45,8 @@ def generate(
     with evaluating(model):
         for start in tqdm(starts, desc="generate", disable=not progress, leave=False):
             batch = prompt_batch(tokenizer, prompts[start : start + batch_size], max_prompt_tokens)
-            # generate() derives position ids from the attention mask itself, step by step.
             batch = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
-            tokens = model.generate(
-                **batch,
-                do_sample=False,
-                max_new_tokens=max_new_tokens,
-                use_cache=True,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            new = tokens[:, batch["input_ids"].shape[1] :]
-            outputs += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            outputs += greedy_continuations(model, tokenizer, batch, max_new_tokens)
     return outputs
 
 

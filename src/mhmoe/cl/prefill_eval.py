@@ -163,15 +163,20 @@ def evaluate_batch(
     if option_ids is not None:
         scores = [_continuation_nll(model, cache, prompt, last, [o] * len(examples), pad)[0] for o in option_ids]
         return BatchEval(most_likely(options, torch.stack(scores, dim=1)), nll, counts)
+    inputs = {k: prompt[k] for k in ("input_ids", "attention_mask")} | {cache_keyword(model): cache}
+    return BatchEval(greedy_continuations(model, tokenizer, inputs, max_new_tokens), nll, counts)
+
+
+def greedy_continuations(model: nn.Module, tokenizer, inputs: dict, max_new_tokens: int) -> list[str]:
+    """Greedy generation from left-padded `inputs` (ids, mask, optionally a filled cache): each row's new text,
+    special tokens dropped, stripped. generate() derives position ids from the attention mask, step by step."""
     tokens = model.generate(
-        input_ids=prompt["input_ids"],
-        attention_mask=prompt["attention_mask"],
+        **inputs,
         do_sample=False,
         max_new_tokens=max_new_tokens,
         use_cache=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        **{cache_keyword(model): cache},
     )
-    new = tokens[:, prompt["input_ids"].shape[1] :]
-    return BatchEval([t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)], nll, counts)
+    new = tokens[:, inputs["input_ids"].shape[1] :]
+    return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
