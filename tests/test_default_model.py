@@ -98,15 +98,15 @@ def test_quickstart_preset_runs_end_to_end_on_smollm2(tmp_path):
 
 def test_one_prefill_gives_the_two_pass_r_and_l_on_real_text(smollm2):
     """The one-prefill evaluation on SmolLM2 and the shipped real text (cl/prefill_eval.py): same R, L to float
-    precision, with a routed adapter whose up-projections are drawn (a fresh copy: the fixture stays bare)."""
-    import copy
+    precision, with a routed adapter whose up-projections are drawn."""
+    from transformers import AutoModelForCausalLM
 
     from mhmoe.cl.evaluate import evaluate_stream
     from mhmoe.data.stream import load_tasks
     from mhmoe.settings import DataSettings, EvalSettings
 
-    base, tokenizer = smollm2
-    model = mhmoe.attach(copy.deepcopy(base), mhmoe.LoRAMoEConfig(gate="full"))
+    _, tokenizer = smollm2  # the fixture's model may carry another test's adapter: load a bare one
+    model = mhmoe.attach(AutoModelForCausalLM.from_pretrained(default_model_dir()), mhmoe.LoRAMoEConfig(gate="full"))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "adapter_B" in name:
