@@ -363,3 +363,13 @@ def test_a_run_over_modes_is_analysed_mode_by_mode_and_seed_by_seed(tmp_path):
     report = (run_dir / "report.md").read_text()
     assert report.count("## Analysis") == 1 and "| figure | boundaries | taskfree |" in report
     assert "- taskfree, **mhmoe**: N_eff, route-wise forgetting and the attribution skipped:" in report
+
+
+def test_the_single_seed_report_says_when_a_layer_mean_left_values_out():
+    from mhmoe.analysis.summary import _below_chance, _undefined
+
+    assert _undefined([0.5, None, float("nan"), 1.0]) == " (2 of 4 layers undefined, left out)"
+    assert _undefined([0.5, 1.0]) == ""
+    pair = [{"excess": -2.0, "null_sd": 0.5}, {"excess": None, "null_sd": None}]
+    route = {"n_eff": [{"path": {"pair": p}} for p in pair]}
+    assert _below_chance(route, "path").endswith("(1 of 2 layers undefined, left out)")

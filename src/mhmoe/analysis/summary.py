@@ -20,6 +20,12 @@ def _mean(values: Iterable[float | None]) -> float:
     return float(np.mean(kept)) if kept else float("nan")
 
 
+def _undefined(values: list[float | None]) -> str:
+    """' (k of n layers undefined, left out)' where a mean over layers left values out, else ''."""
+    missing = sum(v is None or not np.isfinite(v) for v in values)
+    return f" ({missing} of {len(values)} layers undefined, left out)" if missing else ""
+
+
 def draw(analysis: dict[str, Any], out: Path) -> dict[str, Path]:
     """Every picture the analysis supports; the route pictures need at least one MoE method."""
     layers = analysis["layers"]
@@ -85,7 +91,7 @@ def _below_chance(route: dict[str, Any], kind: str) -> str:
     above = sum(x > 2 * sd for x, sd in pairs)
     return (
         f"excess {_mean(e['excess']):+.2f} (mean over layers; below chance by > 2 null sd in {below} of "
-        f"{len(e['excess'])} layers, above in {above})"
+        f"{len(e['excess'])} layers, above in {above}){_undefined(e['excess'])}"
     )
 
 
@@ -93,12 +99,13 @@ def _verdict_n_eff(routes: dict[str, Any]) -> list[str]:
     """Each method's pair N_eff against its permutation null, and MH-MoE against LoRAMoE by the excess."""
     lines = []
     for method, r in routes.items():
-        plug_in = _mean([layer["path"]["plug_in"]["observed"] for layer in r["n_eff"]])
+        observed = [layer["path"]["plug_in"]["observed"] for layer in r["n_eff"]]
+        plug_in = _mean(observed)
         per_head = f"; per head {_below_chance(r, 'per_head')}" if r["heads"] > 1 else ""
         lines.append(
             f"- **{method}, compositions per route against chance**: pair N_eff minus its permutation null, "
             f"path-wise {_below_chance(r, 'path')}{per_head}. Plug-in N_eff (eq. 9, capped by the tokens per "
-            f"route, not comparable across route counts): {plug_in:.2f}."
+            f"route, not comparable across route counts): {plug_in:.2f}{_undefined(observed)}."
         )
     if "loramoe" not in routes or "mhmoe" not in routes:
         return lines
@@ -193,7 +200,10 @@ def report_section(analysis: dict[str, Any], pictures: dict[str, Path], folder: 
         if np.isnan(acc):
             lines.append(f"- {feature}: one value only in these data, not probed.")
         else:
-            lines.append(f"- {feature}: probe accuracy {acc:.2f} vs chance {chance:.2f} (mean over layers).")
+            lines.append(
+                f"- {feature}: probe accuracy {acc:.2f} vs chance {chance:.2f} (mean over layers)"
+                f"{_undefined(rows['accuracy'])}."
+            )
     cos = analysis["gradient_cosines"]
     coherence = _mean([np.mean(v["coherence"]) for v in cos.values() if v["coherence"]])
     cross = _mean([np.mean(v["cross"]) for v in cos.values() if v["cross"]])
