@@ -100,7 +100,12 @@ def score_task(
             progress=False,
         )
         predictions = [text for chunk in generated for text in chunk]
-    per_example = example_scores(task.scorer, predictions, [e.answer for e in examples], prompts)
+    return _task_score(task, examples, predictions, seed)
+
+
+def _task_score(task: Task, examples: list[Example], predictions: list[str], seed: int) -> TaskScore:
+    """The predictions' mean score on the task's scorer, with its standard error (bootstrap seeded by `seed`)."""
+    per_example = example_scores(task.scorer, predictions, [e.answer for e in examples], [e.prompt for e in examples])
     score = sum(per_example) / max(len(per_example), 1)
     return TaskScore(score, score_error(task.scorer, per_example, seed=seed), predictions)
 
@@ -221,10 +226,7 @@ def evaluate_task(model, tokenizer, task: Task, settings: EvalSettings, *, max_l
         predictions[i] = prediction
     nll = sum(float(part.nll.sum()) for part in parts)
     loss = nll / max(sum(int(part.counts.sum()) for part in parts), 1)
-    prompts = [e.prompt for e in examples]
-    per_example = example_scores(task.scorer, predictions, [e.answer for e in examples], prompts)
-    score = sum(per_example) / max(len(per_example), 1)
-    return TaskScore(score, score_error(task.scorer, per_example, seed=seed), predictions), loss
+    return _task_score(task, examples, predictions, seed), loss
 
 
 @torch.no_grad()

@@ -43,10 +43,10 @@ def check_option_scoring(tasks: Sequence[Task]) -> None:
             )
 
 
-def option_prompts(tokenizer, examples: Sequence[Example], option_ids: list[list[int]], max_length: int):
-    """Each example's prompt tokens, cut from the start to leave room for the longest option in `max_length`."""
+def option_prompts(prompts: list[list[int]], option_ids: list[list[int]], max_length: int) -> list[list[int]]:
+    """Each prompt's tokens, cut from the start to leave room for the longest option in `max_length`."""
     room = max(max_length - max(map(len, option_ids)), 1)
-    return [tokenizer(e.prompt, add_special_tokens=True).input_ids[-room:] for e in examples]
+    return [prompt[-room:] for prompt in prompts]
 
 
 def option_nll(model, tokenizer, examples: Sequence[Example], options: list[str], *, max_length: int) -> torch.Tensor:
@@ -55,7 +55,7 @@ def option_nll(model, tokenizer, examples: Sequence[Example], options: list[str]
     option_ids = [answer_ids(tokenizer, option) for option in options]
     rows = [
         (prompt + option, [IGNORE] * len(prompt) + option)
-        for prompt in option_prompts(tokenizer, examples, option_ids, max_length)
+        for prompt in option_prompts([tokenizer(e.prompt).input_ids for e in examples], option_ids, max_length)
         for option in option_ids
     ]
     device, step, parts = next(model.parameters()).device, max(len(examples), 1), []

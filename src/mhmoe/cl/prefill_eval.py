@@ -88,7 +88,7 @@ def _prompts(tokenizer, examples, gold, options, max_prompt_tokens: int, max_len
     if options is None:  # generation: its prompt cut (max_prompt_tokens) must be the loss's (none)
         exact = gold_fits and all(len(p) <= max_prompt_tokens for p in whole)
         return (whole if exact else None), exact
-    cut = option_prompts(tokenizer, examples, options, max_length)
+    cut = option_prompts(whole, options, max_length)
     return cut, gold_fits and all(len(c) == len(p) for c, p in zip(cut, whole, strict=True))
 
 
